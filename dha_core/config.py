@@ -1,0 +1,287 @@
+"""The run configuration: one validated pydantic model for a whole search.
+
+A :class:`RunConfig` composes one config per component kind (a discriminated union on the
+component ``name``, built from whatever plugins are registered) plus ``train`` and
+``output``. In YAML each component is a mapping with a ``name`` and its own fields::
+
+    space: {name: darts, C: 8, layers: 5}
+    aug: {name: kornia, temperature: 0.5}
+    train: {epochs: 2, batch_size: 32}
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import Field, ValidationError, create_model, field_validator
+
+from dha_core.config_base import ComponentConfig, StrictModel
+from dha_core.errors import UserInputError
+
+__all__ = [
+    "COMPONENT_FIELDS",
+    "DEFAULT_COMPONENTS",
+    "TrainConfig",
+    "OutputConfig",
+    "RetrainConfig",
+    "run_config_model",
+    "resolve_config",
+    "load_yaml",
+    "load_config",
+    "save_config",
+    "apply_overrides",
+    "format_validation_error",
+]
+
+# RunConfig field -> registry kind. The dataset component lives under ``data``.
+COMPONENT_FIELDS: dict[str, str] = {"space": "space", "relax": "relax", "aug": "aug", "hpo": "hpo", "data": "dataset"}
+DEFAULT_COMPONENTS: dict[str, str] = {
+    "space": "darts",
+    "relax": "ista",
+    "aug": "kornia",
+    "hpo": "hypergrad",
+    "data": "sample",
+}
+
+
+class TrainConfig(StrictModel):
+    """Training-loop settings shared by every combination of components."""
+
+    epochs: int = Field(10, ge=1, description="Search epochs.")
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    seed: int = Field(0, ge=0)
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    grad_clip: float | None = Field(5.0, gt=0, description="Max global norm of weight gradients; null disables.")
+    drop_path: float = Field(0.0, ge=0, lt=1, description="Drop-path probability, scheduled linearly over epochs.")
+    aux_weight: float = Field(0.4, ge=0, description="Weight of the auxiliary head's loss, where the space has one.")
+    finetune_epochs: int = Field(0, ge=0, description="Optional fine-tuning of the derived child.")
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+    time_budget_s: float | None = Field(None, gt=0, description="Stop the search after this many seconds.")
+    max_nonfinite_steps: int = Field(5, ge=1, description="Consecutive non-finite steps before the run stops.")
+    checkpoint_every: int = Field(50, ge=1, description="Steps between checkpoints (also at every epoch end).")
+    log_every: int = Field(1, ge=1)
+    eval_every: int = Field(1, ge=1, description="Epochs between validation passes.")
+    skip_bad_images: bool = Field(False, description="Log and skip unreadable images instead of failing.")
+    progress: bool = Field(True, description="Show tqdm progress bars.")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+
+class OutputConfig(StrictModel):
+    """Where the run directory goes."""
+
+    dir: str = Field("runs", description="Parent folder of run directories.")
+    name: str | None = Field(None, description="Run folder name; default: <time>-<space>-<relax>-<aug>-<hpo>.")
+    plots: bool = True
+    overwrite: bool = Field(False, description="Allow writing into an existing non-empty run directory.")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "/" in value or value in {".", ".."}):
+            raise ValueError("must be a plain folder name")
+        return value
+
+
+class RetrainConfig(StrictModel):
+    """Second stage of two-stage presets: train the derived architecture from scratch."""
+
+    epochs: int = Field(10, ge=1)
+    aug: dict[str, Any] = Field(default_factory=lambda: {"name": "kornia"})
+    hpo: dict[str, Any] = Field(default_factory=lambda: {"name": "hypergrad"})
+
+
+def _component_union(kind: str) -> Any:
+    from dha_core.registry import get_registry
+
+    models = [c.config for c in get_registry().components(kind)]
+    if not models:
+        return ComponentConfig
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator="name")]  # noqa: UP007
+
+
+@functools.lru_cache(maxsize=1)
+def run_config_model() -> type[StrictModel]:
+    """Builds the ``RunConfig`` model from the registered components."""
+    fields: dict[str, Any] = {f: (_component_union(kind), ...) for f, kind in COMPONENT_FIELDS.items()}
+    fields["train"] = (TrainConfig, Field(default_factory=TrainConfig))
+    fields["output"] = (OutputConfig, Field(default_factory=OutputConfig))
+    fields["retrain"] = (RetrainConfig | None, None)
+    fields["version"] = (Literal[1], 1)
+    return create_model("RunConfig", __base__=StrictModel, **fields)
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif parts and parts[-1] in COMPONENT_FIELDS and isinstance(item, str) and not parts[-1].endswith("]"):
+            # Skip pydantic's union tag in the path: aug.kornia.temperature -> aug.temperature.
+            if len(parts) == 1 and item not in ("name",) and _is_tag(parts[0], item):
+                continue
+            parts.append(item)
+        else:
+            parts.append(str(item))
+    return ".".join(p for p in parts).replace(".[", "[")
+
+
+def _is_tag(field: str, item: str) -> bool:
+    from dha_core.registry import get_registry
+
+    kind = COMPONENT_FIELDS.get(field)
+    return kind is not None and item in get_registry().names(kind)
+
+
+def format_validation_error(exc: ValidationError, set_keys: tuple[str, ...] = ()) -> str:
+    """One line naming every failing field path, for the CLI."""
+    messages = []
+    for err in exc.errors():
+        path = _fmt_loc(tuple(err["loc"]))
+        if err["type"] == "extra_forbidden":
+            origin = " (from --set)" if path in set_keys else ""
+            messages.append(f"{path}: unknown key{origin}")
+            continue
+        got = err.get("input")
+        shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+        messages.append(f"{path}: {err['msg']}{shown}")
+    return "invalid config: " + "; ".join(messages)
+
+
+def _normalize_components(raw: dict[str, Any]) -> dict[str, Any]:
+    """Fills default components, expands ``aug: kornia`` shorthands and checks names."""
+    from dha_core.registry import get_registry
+
+    registry = get_registry()
+    data = copy.deepcopy(raw)
+    for field, kind in COMPONENT_FIELDS.items():
+        value = data.get(field, DEFAULT_COMPONENTS[field])
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict):
+            raise UserInputError(f"invalid config: {field}: expected a mapping with a 'name' key or a {kind} name")
+        value = dict(value)
+        value.setdefault("name", DEFAULT_COMPONENTS[field])
+        if not isinstance(value["name"], str):
+            raise UserInputError(f"invalid config: {field}.name: expected a string")
+        registry.get(kind, value["name"])  # raises with the available names
+        data[field] = value
+    return data
+
+
+def resolve_config(raw: dict[str, Any] | None = None, set_keys: tuple[str, ...] = ()) -> Any:
+    """Validates a raw mapping into a ``RunConfig``.
+
+    Args:
+        raw: Parsed YAML or keyword overrides; missing components get defaults.
+        set_keys: Keys that came from ``--set`` (to word errors about them).
+
+    Returns:
+        The validated ``RunConfig``.
+
+    Raises:
+        UserInputError: Unknown component or invalid field, as one line.
+    """
+    data = _normalize_components(raw or {})
+    try:
+        return run_config_model().model_validate(data)
+    except ValidationError as exc:
+        raise UserInputError(format_validation_error(exc, set_keys)) from None
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Reads a YAML mapping; any problem is a :class:`UserInputError` naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"config file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"cannot read config file {p}: {exc}") from None
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserInputError(f"cannot parse YAML in {p}{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserInputError(f"config file {p} must contain a mapping at the top level")
+    return data
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Applies ``key.path=value`` overrides; values are parsed as YAML scalars.
+
+    Setting ``<component>.name`` swaps the component: its other fields are dropped unless
+    they are also set.
+
+    Returns:
+        The new mapping and the dotted keys that were set.
+    """
+    data = copy.deepcopy(raw)
+    keys: list[str] = []
+    for item in overrides:
+        if "=" not in item:
+            raise UserInputError(f"--set {item!r}: expected key=value")
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise UserInputError(f"--set {item!r}: empty key")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        parts = key.split(".")
+        if len(parts) == 2 and parts[0] in COMPONENT_FIELDS and parts[1] == "name":
+            data[parts[0]] = {"name": value}
+            keys.append(key)
+            continue
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if isinstance(child, str) and i == 0 and part in COMPONENT_FIELDS:
+                child = {"name": child}
+            if child is None:
+                child = {}
+            if not isinstance(child, dict):
+                raise UserInputError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a mapping")
+            node[part] = child
+            node = child
+        node[parts[-1]] = value
+        keys.append(key)
+    return data, tuple(keys)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """Loads, overrides and validates a run config (the CLI's path)."""
+    raw = load_yaml(path) if path is not None else {}
+    raw, keys = apply_overrides(raw, overrides)
+    return resolve_config(raw, set_keys=keys)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return config.model_dump(mode="json")
+
+
+def save_config(config: Any, path: str | os.PathLike[str]) -> None:
+    """Writes the fully resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,20 @@
+"""Abstract interfaces that plugins implement."""
+
+from dha_core.interfaces.aug import AugmentationPolicy
+from dha_core.interfaces.dataset import Dataset, deterministic_split
+from dha_core.interfaces.hpo import HyperGradFn, HyperOptimizer
+from dha_core.interfaces.relax import ArchRelaxation, ArchStepContext
+from dha_core.interfaces.space import DataSpec, SearchSpace, Supernet
+
+__all__ = [
+    "ArchRelaxation",
+    "ArchStepContext",
+    "AugmentationPolicy",
+    "DataSpec",
+    "Dataset",
+    "HyperGradFn",
+    "HyperOptimizer",
+    "SearchSpace",
+    "Supernet",
+    "deterministic_split",
+]

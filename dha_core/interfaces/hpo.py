@@ -1,0 +1,76 @@
+"""The :class:`HyperOptimizer` interface: the weight optimizer and its hyper-parameters."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["HyperOptimizer", "HyperGradFn"]
+
+HyperGradFn = Callable[[], Sequence[torch.Tensor | None]]
+"""Returns ``grad L_hyper(theta')`` on a clean held-out batch, one entry per weight."""
+
+
+class HyperOptimizer(ABC):
+    """Owns the weight update and the hyper-parameters (lr, wd) that drive it.
+
+    The orchestrator computes weight gradients and then calls :meth:`step` once per
+    iteration. Inside, the optimizer performs the weight step under the current
+    hyper-parameters (DESIGN.md step 5) and, if it learns them, the hyper step (step 6).
+
+    Attributes:
+        hyper_batch: ``"none"`` (never needs a hyper batch), ``"held_out"`` (calls the
+            ``hyper_grad`` closure after the weight step) or ``"next_train"`` (uses the
+            gradients present at the next call).
+    """
+
+    hyper_batch: str = "none"
+
+    @abstractmethod
+    def attach(self, param_groups: Sequence[dict[str, Any]], total_steps: int) -> None:
+        """Takes ownership of the weights.
+
+        Args:
+            param_groups: ``[{"name": str, "params": [Tensor, ...]}, ...]``.
+            total_steps: Planned number of weight steps (for schedules).
+        """
+
+    @abstractmethod
+    def step(self, hyper_grad: HyperGradFn | None = None) -> dict[str, float]:
+        """Weight step using the gradients in ``p.grad``, then any hyper step.
+
+        Returns:
+            Metrics to log; must include ``lr`` and ``wd``.
+        """
+
+    def zero_grad(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    @property
+    @abstractmethod
+    def param_groups(self) -> Sequence[dict[str, Any]]:
+        """The attached parameter groups."""
+
+    @abstractmethod
+    def hyperparameters(self) -> dict[str, float]:
+        """Current values, e.g. ``{"lr": ..., "wd": ...}`` (first group's)."""
+
+    @property
+    def momentum(self) -> float:
+        return 0.0
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """All state needed to resume: buffers, hyper-parameters, their optimizer."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`."""
+
+    def report(self) -> dict[str, Any]:
+        return {"final": self.hyperparameters()}

@@ -1,0 +1,216 @@
+"""Component registry filled by pluggy plugins from the ``dha`` entry-point group.
+
+Example:
+    >>> from dha_core import list_components
+    >>> "synthetic" in list_components("dataset")["dataset"]
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pluggy
+from pydantic import create_model
+
+from dha_core import hookspecs
+from dha_core.config_base import ComponentConfig
+from dha_core.errors import UserInputError
+
+__all__ = [
+    "KINDS",
+    "Component",
+    "DuplicateComponentError",
+    "Registry",
+    "get_registry",
+    "reset_registry",
+    "list_components",
+]
+
+log = logging.getLogger(__name__)
+
+KINDS: tuple[str, ...] = ("space", "relax", "aug", "hpo", "dataset")
+DISABLED_ENV = "DHA_DISABLED_PLUGINS"
+
+
+class DuplicateComponentError(RuntimeError):
+    """Two plugins registered the same (kind, name)."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered component.
+
+    Attributes:
+        kind: One of :data:`KINDS`.
+        name: The name users put in configs.
+        factory: ``factory(config, **context)`` builds the component.
+        config: The pydantic model of its config, with a ``name`` literal field.
+        provider: The plugin (entry-point name) that registered it.
+        description: First line of the factory's docstring.
+    """
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    config: type[ComponentConfig]
+    provider: str
+    description: str = ""
+
+
+class Registry:
+    """Holds the components of every kind. Plugins receive it in ``dha_register``."""
+
+    def __init__(self) -> None:
+        self._components: dict[str, dict[str, Component]] = {k: {} for k in KINDS}
+        self._current_provider = "<direct>"
+        self.failed_plugins: dict[str, str] = {}
+        self.blocked_plugins: list[str] = []
+
+    def add(
+        self,
+        kind: str,
+        name: str,
+        factory: Callable[..., Any],
+        config: type[ComponentConfig] | None = None,
+    ) -> None:
+        """Registers ``factory`` as component ``name`` of ``kind``.
+
+        Args:
+            kind: One of ``space``, ``relax``, ``aug``, ``hpo``, ``dataset``.
+            name: The name users select in configs; unique within the kind.
+            factory: Called as ``factory(config, **context)``.
+            config: A pydantic model (``extra="forbid"``) of the component's fields.
+
+        Raises:
+            ValueError: Unknown kind.
+            DuplicateComponentError: The name is already taken; names both providers.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown component kind {kind!r}; expected one of {', '.join(KINDS)}")
+        existing = self._components[kind].get(name)
+        if existing is not None:
+            raise DuplicateComponentError(
+                f"{kind} {name!r} is registered twice: by plugin {existing.provider!r} "
+                f"and by plugin {self._current_provider!r}"
+            )
+        base = config or ComponentConfig
+        if "name" in base.model_fields:
+            raise ValueError(f"{kind} {name!r}: the config model must not define 'name' (the registry adds it)")
+        model = create_model(
+            f"{base.__name__}_{kind}_{name}".replace("-", "_"),
+            __base__=base,
+            name=(Literal[name], name),  # type: ignore[valid-type]
+        )
+        doc = (factory.__doc__ or "").strip().splitlines()
+        self._components[kind][name] = Component(
+            kind, name, factory, model, self._current_provider, doc[0] if doc else ""
+        )
+
+    def get(self, kind: str, name: str) -> Component:
+        """Returns a component or raises :class:`UserInputError` listing the available ones."""
+        if kind not in KINDS:
+            raise UserInputError(f"unknown component kind {kind!r}; expected one of {', '.join(KINDS)}")
+        try:
+            return self._components[kind][name]
+        except KeyError:
+            available = ", ".join(sorted(self._components[kind])) or "(none)"
+            raise UserInputError(f"{kind}: unknown {kind} {name!r}; available: {available}") from None
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._components[kind])
+
+    def components(self, kind: str) -> list[Component]:
+        return [self._components[kind][n] for n in self.names(kind)]
+
+    def create(self, kind: str, config: Any, **context: Any) -> Any:
+        """Builds the component selected by ``config.name`` (a validated config)."""
+        return self.get(kind, config.name).factory(config, **context)
+
+
+def _blocked_from_env() -> list[str]:
+    raw = os.environ.get(DISABLED_ENV, "")
+    return [n.strip() for n in raw.split(",") if n.strip()]
+
+
+def _load_plugins(pm: pluggy.PluginManager, blocked: Iterable[str]) -> dict[str, str]:
+    """Loads every ``dha`` entry point, one at a time, so one broken plugin cannot hide the others."""
+    from importlib.metadata import entry_points
+
+    failed: dict[str, str] = {}
+    for name in blocked:
+        pm.set_blocked(name)
+    for ep in sorted(entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
+        if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any import failure becomes a warning
+            failed[ep.name] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"dha plugin {ep.name!r} ({ep.value}) failed to import and is skipped: "
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+            continue
+        pm.register(plugin, name=ep.name)
+    return failed
+
+
+def _build_registry() -> Registry:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry()
+    registry.blocked_plugins = _blocked_from_env()
+    registry.failed_plugins = _load_plugins(pm, registry.blocked_plugins)
+    for impl in reversed(pm.hook.dha_register.get_hookimpls()):
+        registry._current_provider = impl.plugin_name
+        try:
+            impl.function(registry=registry)
+        except DuplicateComponentError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            registry.failed_plugins[impl.plugin_name] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"dha plugin {impl.plugin_name!r} failed while registering and is skipped: "
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+    registry._current_provider = "<direct>"
+    return registry
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, discovered on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = _build_registry()
+    return _REGISTRY
+
+
+def reset_registry() -> None:
+    """Forgets the discovered registry (after installing a plugin or changing the env)."""
+    global _REGISTRY
+    _REGISTRY = None
+    from dha_core import config as _config
+
+    _config.run_config_model.cache_clear()
+
+
+def list_components(kind: str | None = None) -> dict[str, list[str]]:
+    """Lists registered component names.
+
+    Args:
+        kind: One kind, or None for all.
+
+    Returns:
+        ``{kind: [names...]}``.
+    """
+    registry = get_registry()
+    kinds = KINDS if kind is None else (kind,)
+    for k in kinds:
+        if k not in KINDS:
+            raise UserInputError(f"unknown component kind {k!r}; expected one of {', '.join(KINDS)}")
+    return {k: registry.names(k) for k in kinds}
