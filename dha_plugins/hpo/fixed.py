@@ -1,7 +1,9 @@
 """``hpo=fixed``: constant hyper-parameters with an optional cosine or step schedule.
 
 This is the DARTS / ISTA-NAS baseline: SGD, lr 0.025 annealed by cosine to 0.001,
-momentum 0.9, weight decay 3e-4.
+momentum 0.9, weight decay 3e-4. AdamW is available too. The weight update is the shared
+core in :mod:`dha_plugins.hpo.weight_update`, the same one ``hpo=hypergrad`` uses, so
+the two differ only in how lr and wd move.
 """
 
 from __future__ import annotations
@@ -16,33 +18,51 @@ from pydantic import Field, model_validator
 from dha_core.config_base import ComponentConfig
 from dha_core.hookspecs import hookimpl
 from dha_core.interfaces import HyperGradFn, HyperOptimizer
+from dha_plugins.hpo.weight_update import WeightGroup, WeightOptimizer, apply_direction, normalize_groups
+
+__all__ = ["FixedHPOConfig", "FixedHyperOptimizer", "create_fixed", "scheduled_lr"]
 
 
 class FixedHPOConfig(ComponentConfig):
-    """Weight optimizer and schedule."""
+    """Weight optimizer and lr schedule of the fixed baseline."""
 
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(0.025, gt=0)
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="Weight optimizer.")
+    lr: float = Field(0.025, gt=0, description="Initial (and, for schedule=constant, only) lr.")
     lr_min: float = Field(0.001, ge=0, description="Final lr of the cosine schedule.")
-    wd: float = Field(3e-4, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
+    wd: float = Field(3e-4, ge=0, description="Weight decay (L2 for SGD, decoupled for AdamW).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    nesterov: bool = Field(False, description="SGD Nesterov momentum.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    eps: float = Field(1e-8, gt=0, description="AdamW denominator term.")
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     step_every: int = Field(1000, ge=1, description="Steps between decays of the step schedule.")
-    step_gamma: float = Field(0.1, gt=0, le=1)
+    step_gamma: float = Field(0.1, gt=0, le=1, description="Factor of each step-schedule decay.")
+    no_decay_groups: tuple[str, ...] = Field(
+        ("no_decay",), description="Parameter groups (BN, bias) that get no weight decay."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FixedHPOConfig:
         if self.schedule == "cosine" and self.lr_min > self.lr:
-            raise ValueError("lr_min must not exceed lr")
+            raise ValueError(f"lr_min ({self.lr_min}) must not exceed lr ({self.lr})")
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
         return self
 
 
 def scheduled_lr(config: FixedHPOConfig, step: int, total_steps: int) -> float:
-    """The learning rate at ``step`` of ``total_steps``."""
+    """The learning rate of weight step ``step`` (0-based) out of ``total_steps``.
+
+    Args:
+        config: The schedule.
+        step: Steps taken so far.
+        total_steps: Planned steps; the cosine reaches ``lr_min`` there and stays.
+
+    Returns:
+        The lr.
+    """
     if config.schedule == "constant":
         return config.lr
     if config.schedule == "step":
@@ -52,65 +72,98 @@ def scheduled_lr(config: FixedHPOConfig, step: int, total_steps: int) -> float:
 
 
 class FixedHyperOptimizer(HyperOptimizer):
-    """A torch optimizer driven by a fixed schedule; nothing is learned."""
+    """Weight updates under a fixed schedule; nothing is learned, no hyper batch is used.
+
+    Args:
+        config: Optimizer and schedule.
+    """
 
     hyper_batch = "none"
 
     def __init__(self, config: FixedHPOConfig) -> None:
         self.config = config
-        self.optimizer: torch.optim.Optimizer | None = None
+        self._groups: list[WeightGroup] = []
+        self._indices: list[list[int]] = []
+        self._weights: WeightOptimizer | None = None
         self.total_steps = 1
         self.steps = 0
 
     def attach(self, param_groups: Sequence[dict[str, Any]], total_steps: int) -> None:
+        """Takes the weights; ``total_steps`` sets the length of the cosine schedule."""
         c = self.config
-        groups = [dict(g) for g in param_groups]
-        for g in groups:
-            g.setdefault("weight_decay", c.wd)
-        if c.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, weight_decay=c.wd, nesterov=c.nesterov)
-        else:
-            self.optimizer = torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, weight_decay=c.wd)
-        self.total_steps = max(total_steps, 1)
-        self._apply_lr()
+        self._groups = normalize_groups(param_groups, c.no_decay_groups, c.wd)
+        self._indices = []
+        offset = 0
+        for g in self._groups:
+            self._indices.append(list(range(offset, offset + len(g["params"]))))
+            offset += len(g["params"])
+        self._weights = WeightOptimizer(
+            c.optimizer, offset, momentum=c.momentum, nesterov=c.nesterov, betas=c.betas, eps=c.eps
+        )
+        self.total_steps = max(int(total_steps), 1)
+        self.steps = 0
+        self._set_lr()
 
-    def _apply_lr(self) -> None:
-        assert self.optimizer is not None
+    def _set_lr(self) -> float:
         lr = scheduled_lr(self.config, self.steps, self.total_steps)
-        for g in self.optimizer.param_groups:
+        for g in self._groups:
             g["lr"] = lr
+        return lr
+
+    def _flat_params(self) -> list[torch.Tensor]:
+        return [p for g in self._groups for p in g["params"]]
 
     @property
     def param_groups(self) -> Sequence[dict[str, Any]]:
-        assert self.optimizer is not None, "attach() first"
-        return self.optimizer.param_groups
+        """The attached groups (``name``, ``params``, ``lr``, ``weight_decay``, ``decay``)."""
+        self._require_attached()
+        return self._groups
 
     @property
     def momentum(self) -> float:
         return self.config.momentum if self.config.optimizer == "sgd" else 0.0
 
+    def _require_attached(self) -> WeightOptimizer:
+        if self._weights is None:
+            raise RuntimeError("call attach() before using the hyper-optimizer")
+        return self._weights
+
+    @torch.no_grad()
     def step(self, hyper_grad: HyperGradFn | None = None) -> dict[str, float]:
-        assert self.optimizer is not None, "attach() first"
-        self.optimizer.step()
+        """One weight step with the scheduled lr; ``hyper_grad`` is ignored.
+
+        Returns:
+            ``{"lr", "wd"}``: the values this step used.
+        """
+        weights = self._require_attached()
+        lr = self._set_lr()
+        for group, indices in zip(self._groups, self._indices, strict=True):
+            _, params, directions = weights.directions(group["params"], indices, group["weight_decay"])
+            apply_direction(params, directions, lr)
+        metrics = self.hyperparameters()
         self.steps += 1
-        self._apply_lr()
-        return self.hyperparameters()
+        self._set_lr()
+        return metrics | {"lr": lr}
 
     def hyperparameters(self) -> dict[str, float]:
-        assert self.optimizer is not None
-        g = self.optimizer.param_groups[0]
-        return {"lr": float(g["lr"]), "wd": float(g["weight_decay"])}
+        """Current lr and the weight decay of the first decaying group (0 when none decays)."""
+        self._require_attached()
+        wd = next((g["weight_decay"] for g in self._groups if g["decay"]), 0.0)
+        return {"lr": float(self._groups[0]["lr"]), "wd": float(wd)}
 
     def state_dict(self) -> dict[str, Any]:
-        assert self.optimizer is not None
-        return {"optimizer": self.optimizer.state_dict(), "steps": self.steps, "total_steps": self.total_steps}
+        weights = self._require_attached()
+        return {"weights": weights.state_dict(), "steps": self.steps, "total_steps": self.total_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.optimizer is not None
-        self.optimizer.load_state_dict(state["optimizer"])
+        weights = self._require_attached()
+        weights.load_state_dict(state["weights"], self._flat_params())
         self.steps = int(state["steps"])
         self.total_steps = int(state["total_steps"])
-        self._apply_lr()
+        self._set_lr()
+
+    def report(self) -> dict[str, Any]:
+        return {"final": self.hyperparameters(), "schedule": self.config.schedule, "steps": self.steps}
 
 
 def create_fixed(config: FixedHPOConfig, **_: Any) -> FixedHyperOptimizer:
