@@ -1,10 +1,416 @@
-"""Not implemented yet: registers nothing until its issue lands."""
+"""``relax=ista``: ISTA-NAS one-stage sparse coding (Yang et al., 2020), as used by DHA.
 
-from typing import Any
+Per choice group (a DARTS node, a MobileNet block) the relaxation keeps
 
+* a fixed, seeded random measurement matrix ``A`` (``m x n``, ``n`` = edges x ops), held as
+  a buffer so that checkpoints carry it;
+* a learnable code ``b`` in R^m;
+* the last recovered sparse vector ``x`` and its support ``S`` (``s`` entries).
+
+The mixing weights are ``alpha_S = A_S^T b - (A_S^T A_S - I) x_S`` on ``S`` and zero
+elsewhere (:func:`~dha_plugins.relax.sparse_code.sparse_code_weights`); only ``S`` is
+computed. The relaxation is single level: the training loss's backward reaches ``b``
+through this affine map and :meth:`IstaRelaxation.arch_step` takes one Adam step on it.
+
+Recovery (each epoch end, or every ``recover_every`` arch steps) solves the LASSO
+``min_x 1/2||A x - b||^2 + lam||x||_1`` with :func:`~dha_plugins.relax.fista.fista` and
+takes the top-``s`` entries as the new support. A node whose ``x`` moved by at most
+``freeze_tol`` freezes: its ``b`` stops, its weights are fixed, and, when the supernet
+implements ``fold_group``, they are folded into the network (the node then mixes with unit
+weights). A recovered architecture that exceeds ``max_params`` / ``max_flops`` is rejected
+and the previous one is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from dha_core.config_base import ComponentConfig
+from dha_core.errors import UserInputError
 from dha_core.hookspecs import hookimpl
+from dha_core.interfaces import ArchRelaxation, ArchStepContext
+from dha_core.types import ChoiceGroup, MixingWeights, SelectedOp, Selection
+from dha_plugins.relax.arch_adam import AdamState
+from dha_plugins.relax.darts_rule import allowed_ops
+from dha_plugins.relax.fista import fista
+from dha_plugins.relax.sparse_code import measurement_matrix, sparse_code_weights, top_s_support
+
+__all__ = ["IstaConfig", "IstaNode", "IstaRelaxation", "create_ista"]
+
+log = logging.getLogger(__name__)
+
+
+class IstaConfig(ComponentConfig):
+    """Config of the ISTA-NAS one-stage relaxation (defaults follow the ISTA-NAS code)."""
+
+    sparsity: int | None = Field(
+        None, ge=1, description="Active (edge, op) pairs per node, s; null uses the group's keep (2 for DARTS nodes)."
+    )
+    code_dim: int = Field(7, ge=1, description="Length m of the code b of every node.")
+    matrix: Literal["gaussian", "uniform"] = Field("gaussian", description="Distribution of A's entries.")
+    lam: float = Field(1e-5, ge=0, description="L1 weight of the recovery LASSO.")
+    init_std: float = Field(1e-3, ge=0, description="b ~ init_std * N(0, 1).")
+    lr: float = Field(3e-4, gt=0, description="Adam learning rate of b.")
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = Field(1e-3, ge=0, description="L2 on b.")
+    recover_every: int | None = Field(None, ge=1, description="Recover every k arch steps; null: at each epoch end.")
+    freeze_tol: float | None = Field(1e-3, ge=0, description="Freeze a node when ||x_new - x_old|| <= tol; null never.")
+    freeze_warmup: int = Field(0, ge=0, description="Recoveries before freezing may start.")
+    fold: bool = Field(True, description="Fold a frozen node's weights into the supernet when it supports it.")
+    early_stop: bool = Field(False, description="should_stop() once every node is frozen.")
+    max_params: float | None = Field(None, gt=0, description="Reject recovered architectures above this many params.")
+    max_flops: float | None = Field(None, gt=0, description="Reject recovered architectures above this many FLOPs.")
+    distinct_edges: bool = Field(False, description="At most one op per edge in the support (DARTS genotype form).")
+    fista_max_iter: int = Field(20000, ge=1)
+    fista_tol: float = Field(1e-12, gt=0)
+    seed: int = Field(0, ge=0, description="Seed of A and of b's initialisation.")
+
+
+class IstaNode(nn.Module):
+    """The sparse-coding state of one choice group.
+
+    Args:
+        group: The choice group.
+        A: Its ``(m, n)`` measurement matrix.
+        b: Initial code ``(m,)``.
+        sparsity: Support size ``s``.
+    """
+
+    def __init__(self, group: ChoiceGroup, A: torch.Tensor, b: torch.Tensor, sparsity: int) -> None:
+        super().__init__()
+        self.group = group
+        self.sparsity = sparsity
+        self.register_buffer("A", A)
+        self.b = nn.Parameter(b)
+        self.register_buffer("x", torch.zeros(A.shape[1], dtype=A.dtype))
+        self.register_buffer("support", torch.arange(sparsity, dtype=torch.long))
+        self.register_buffer("alpha_fixed", torch.zeros(sparsity, dtype=A.dtype))
+        self.register_buffer("frozen", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("folded", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("frozen_at", torch.full((2,), -1, dtype=torch.long))  # (epoch, step)
+        self.adam = AdamState(self.b)
+        # Python mirrors of the small buffers: read every step, and reading a buffer
+        # would synchronise an accelerator.
+        self._support: list[int] = list(range(sparsity))
+        self._frozen = False
+        self._folded = False
+        self.register_load_state_dict_post_hook(_sync_node)
+
+    def set_code(self, x: torch.Tensor, support: Sequence[int]) -> None:
+        """Stores a recovered ``x`` and its support."""
+        with torch.no_grad():
+            self.x.copy_(x)
+            self.support.copy_(torch.as_tensor(list(support), dtype=torch.long))
+        self._support = list(support)
+
+    def alpha(self) -> torch.Tensor:
+        """The ``(s,)`` weights of the support: learned, fixed (frozen) or ones (folded)."""
+        if self._folded:
+            return torch.ones_like(self.alpha_fixed)
+        if self._frozen:
+            return self.alpha_fixed
+        return sparse_code_weights(self.A, self.b, self.x, self.support)
+
+    def dense(self, alpha: torch.Tensor | None = None) -> torch.Tensor:
+        """The ``(edges, ops)`` weight matrix: ``alpha`` on the support, zero elsewhere."""
+        alpha = self.alpha() if alpha is None else alpha
+        flat = alpha.new_zeros(self.x.shape[0]).index_copy(0, self.support, alpha)
+        return flat.view(self.group.shape)
+
+    def active_pairs(self) -> list[tuple[int, int]]:
+        """The support as ``(edge, op)`` pairs."""
+        ops = len(self.group.ops)
+        return [(i // ops, i % ops) for i in self._support]
+
+    def freeze(self, epoch: int, step: int) -> None:
+        """Fixes the current weights and stops ``b``."""
+        with torch.no_grad():
+            self.alpha_fixed.copy_(sparse_code_weights(self.A, self.b, self.x, self.support))
+            self.frozen.fill_(True)
+            self.frozen_at.copy_(torch.tensor([epoch, step]))
+        self._frozen = True
+        self.b.requires_grad_(False)
+        self.b.grad = None
+
+    def mark_folded(self) -> None:
+        self.folded.fill_(True)
+        self._folded = True
+
+
+def _sync_node(node: nn.Module, incompatible_keys: object) -> None:
+    node._support = [int(i) for i in node.support.tolist()]  # type: ignore[attr-defined]
+    node._frozen = bool(node.frozen)  # type: ignore[attr-defined]
+    node._folded = bool(node.folded)  # type: ignore[attr-defined]
+    node.b.requires_grad_(not node._frozen)  # type: ignore[attr-defined]
+
+
+class IstaRelaxation(ArchRelaxation):
+    """ISTA-NAS one-stage: sparse mixing weights from a compressed code per node.
+
+    Args:
+        config: An :class:`IstaConfig`.
+    """
+
+    bilevel = False
+
+    def __init__(self, config: IstaConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.groups: list[ChoiceGroup] = []
+        self.nodes = nn.ModuleList()
+        self.space: Any = None
+        self._steps = 0
+        self._epochs = 0
+        self._recoveries = 0
+        self._rejections: list[dict[str, Any]] = []
+
+    # ----------------------------------------------------------------- setup
+    def setup(self, groups: Sequence[ChoiceGroup], space: Any = None) -> None:
+        """Creates ``A`` and ``b`` per group and recovers the initial support.
+
+        Args:
+            groups: The space's choice groups (may be empty).
+            space: The search space; ``space.selection_cost`` enforces the limits.
+
+        Raises:
+            UserInputError: ``sparsity`` is below a group's ``keep``.
+        """
+        c = self.config
+        self.groups = list(groups)
+        self.space = space
+        gen = torch.Generator().manual_seed(c.seed)
+        nodes = []
+        for g in self.groups:
+            s = c.sparsity if c.sparsity is not None else g.keep
+            if s < g.keep:
+                raise UserInputError(
+                    f"relax.sparsity={s} is below the {g.keep} (edge, op) pairs group {g.name!r} must keep"
+                )
+            s = min(s, len(g.edges) * len(allowed_ops(g)))
+            A = measurement_matrix(c.code_dim, g.size, c.matrix, gen)
+            b = c.init_std * torch.randn(c.code_dim, generator=gen)
+            node = IstaNode(g, A, b, s)
+            x = self._solve(node)
+            node.set_code(x, self._support_of(node, x))
+            nodes.append(node)
+        self.nodes = nn.ModuleList(nodes)
+        if (c.max_params or c.max_flops) and self.groups and getattr(space, "selection_cost", None) is None:
+            log.warning("ista: max_params/max_flops are set but no space with selection_cost was given; "
+                        "the limits are not enforced")
+
+    # ----------------------------------------------------------- weights
+    def mixing_weights(self) -> MixingWeights:
+        values = {n.group.name: n.dense() for n in self.nodes}
+        active: dict[str, list[tuple[int, int]] | None] = {n.group.name: n.active_pairs() for n in self.nodes}
+        return MixingWeights(values, active)
+
+    def selection(self) -> Selection:
+        """The support of every node, with its current weight (1 once folded).
+
+        When ``sparsity`` exceeds a group's ``keep``, the ``keep`` pairs with the largest
+        ``|x|`` are selected.
+        """
+        return self._selection_of({n.group.name: n._support for n in self.nodes},
+                                  {n.group.name: n.x for n in self.nodes})
+
+    def _selection_of(self, supports: dict[str, list[int]], xs: dict[str, torch.Tensor]) -> Selection:
+        out: Selection = {}
+        for node in self.nodes:
+            g = node.group
+            support = supports[g.name]
+            if support == node._support:
+                alpha = node.alpha().detach()
+            else:  # a candidate support during recovery
+                idx = torch.as_tensor(support, dtype=torch.long, device=node.A.device)
+                alpha = sparse_code_weights(node.A, node.b.detach(), xs[g.name].to(node.A), idx)
+            weights = dict(zip(support, alpha.tolist(), strict=True))
+            x = xs[g.name].tolist()
+            kept = sorted(sorted(support, key=lambda i: (-abs(x[i]), i))[: g.keep])
+            ops = len(g.ops)
+            out[g.name] = [SelectedOp(i // ops, i % ops, 1.0 if node._folded else float(weights[i])) for i in kept]
+        return out
+
+    # ---------------------------------------------------------- learning
+    def arch_step(self, ctx: ArchStepContext) -> dict[str, float]:
+        """One Adam step on every unfrozen ``b`` from the gradient the training backward left.
+
+        Recovers every ``recover_every`` steps when configured; a supernet for folding may
+        be passed as ``ctx.extras["supernet"]`` (otherwise folding waits for the next
+        :meth:`on_epoch_end`).
+        """
+        c = self.config
+        self._steps += 1
+        for node in self.nodes:
+            if node._frozen:
+                continue
+            if node.b.grad is not None:
+                node.adam.step(node.b, node.b.grad, c.lr, c.betas, 1e-8, c.weight_decay)
+            node.b.grad = None
+        metrics: dict[str, float] = {"ista/frozen": float(sum(n._frozen for n in self.nodes))}
+        if c.recover_every is not None and self._steps % c.recover_every == 0:
+            events = self.recover(epoch=self._epochs, supernet=ctx.extras.get("supernet"))
+            metrics.update({k: float(v) for k, v in events.items() if isinstance(v, (int, float))})
+        return metrics
+
+    def on_epoch_end(self, epoch: int, supernet: nn.Module | None = None) -> dict[str, Any]:
+        """Recovers (unless ``recover_every`` is set) and folds newly frozen nodes.
+
+        Args:
+            epoch: The 0-based epoch that just ended.
+            supernet: The supernet, for ``fold_group``.
+
+        Returns:
+            Recovery events (see :meth:`recover`).
+        """
+        self._epochs = epoch + 1
+        if self.config.recover_every is None:
+            return self.recover(epoch=epoch, supernet=supernet)
+        return {"ista/folded": self._fold_pending(supernet)}
+
+    def recover(self, epoch: int | None = None, supernet: nn.Module | None = None) -> dict[str, Any]:
+        """Solves the LASSO of every unfrozen node, updates supports and freezes.
+
+        Args:
+            epoch: Epoch recorded for nodes that freeze now.
+            supernet: The supernet, for folding frozen nodes.
+
+        Returns:
+            ``ista/rejected`` (0/1), ``ista/max_dist`` (largest ``||x_new - x_old||``),
+            ``ista/changed`` (nodes whose support changed), ``ista/frozen`` (frozen nodes),
+            ``ista/folded`` (nodes folded now) and ``ista/newly_frozen`` (their names).
+        """
+        c = self.config
+        epoch = self._epochs if epoch is None else epoch
+        self._recoveries += 1
+        xs = {n.group.name: n.x for n in self.nodes}
+        supports = {n.group.name: n._support for n in self.nodes}
+        dists: dict[str, float] = {}
+        for node in self.nodes:
+            if node._frozen:
+                continue
+            x = self._solve(node)
+            xs[node.group.name] = x
+            supports[node.group.name] = self._support_of(node, x)
+            dists[node.group.name] = float((x - node.x).norm())
+        events: dict[str, Any] = {"ista/rejected": 0, "ista/max_dist": max(dists.values(), default=0.0)}
+        violation = self._violation(self._selection_of(supports, xs))
+        if violation is not None:
+            violation.update(epoch=epoch, step=self._steps)
+            self._rejections.append(violation)
+            log.warning("ista: rejected the architecture recovered at epoch %d (step %d): %s %.6g > limit %.6g; "
+                        "keeping the previous one", epoch, self._steps, violation["metric"], violation["cost"],
+                        violation["limit"])
+            events["ista/rejected"] = 1
+            events["ista/folded"] = self._fold_pending(supernet)
+            events["ista/frozen"] = sum(n._frozen for n in self.nodes)
+            return events
+        newly_frozen = []
+        changed = 0
+        may_freeze = c.freeze_tol is not None and self._recoveries > c.freeze_warmup
+        for node in self.nodes:
+            name = node.group.name
+            if node._frozen:
+                continue
+            changed += supports[name] != node._support
+            node.set_code(xs[name], supports[name])
+            if may_freeze and dists[name] <= c.freeze_tol:  # type: ignore[operator]
+                node.freeze(epoch, self._steps)
+                newly_frozen.append(name)
+                log.info("ista: node %s froze at epoch %d (step %d), ||dx|| = %.3g", name, epoch, self._steps,
+                         dists[name])
+        events.update({
+            "ista/changed": changed,
+            "ista/frozen": sum(n._frozen for n in self.nodes),
+            "ista/folded": self._fold_pending(supernet),
+            "ista/newly_frozen": newly_frozen,
+        })
+        return events
+
+    def _solve(self, node: IstaNode) -> torch.Tensor:
+        c = self.config
+        res = fista(node.A, node.b.detach(), c.lam, x0=node.x, max_iter=c.fista_max_iter, tol=c.fista_tol)
+        if not res.converged:
+            log.warning("ista: FISTA did not converge for node %s in %d iterations", node.group.name, res.iterations)
+        return res.x.to(node.x)
+
+    def _support_of(self, node: IstaNode, x: torch.Tensor) -> list[int]:
+        return top_s_support(x, node.sparsity, len(node.group.ops), allowed_ops(node.group), self.config.distinct_edges)
+
+    def _violation(self, selection: Selection) -> dict[str, Any] | None:
+        c = self.config
+        cost_fn = getattr(self.space, "selection_cost", None)
+        if cost_fn is None or not self.groups:
+            return None
+        for metric, limit in (("params", c.max_params), ("flops", c.max_flops)):
+            if limit is None:
+                continue
+            cost = float(cost_fn(selection, metric))
+            if cost > limit:
+                return {"metric": metric, "cost": cost, "limit": float(limit)}
+        return None
+
+    def _fold_pending(self, supernet: nn.Module | None) -> int:
+        """Folds frozen, unfolded nodes into ``supernet`` where it supports folding."""
+        fold = getattr(supernet, "fold_group", None)
+        if not self.config.fold or fold is None:
+            return 0
+        folded = 0
+        for node in self.nodes:
+            if node._frozen and not node._folded:
+                with torch.no_grad():
+                    weights = node.dense(node.alpha_fixed)
+                if fold(node.group.name, weights):
+                    node.mark_folded()
+                    folded += 1
+        return folded
+
+    # ------------------------------------------------------------ status
+    def should_stop(self) -> bool:
+        return self.config.early_stop and bool(self.nodes) and all(n._frozen for n in self.nodes)
+
+    def report(self) -> dict[str, Any]:
+        """``frozen_at`` (group -> ``{"epoch", "step"}`` or ``None``), ``folded``, ``rejections``."""
+        frozen_at: dict[str, dict[str, int] | None] = {}
+        for node in self.nodes:
+            epoch, step = (int(v) for v in node.frozen_at.tolist())
+            frozen_at[node.group.name] = {"epoch": epoch, "step": step} if node._frozen else None
+        return {
+            "relax": "ista",
+            "recoveries": self._recoveries,
+            "frozen_at": frozen_at,
+            "all_frozen": bool(self.nodes) and all(n._frozen for n in self.nodes),
+            "folded": [n.group.name for n in self.nodes if n._folded],
+            "rejections": [dict(r) for r in self._rejections],
+        }
+
+    # Counters and the rejection log travel in the state_dict as plain Python data, which
+    # ``torch.load(weights_only=True)`` accepts.
+    def get_extra_state(self) -> dict[str, Any]:
+        return {
+            "steps": self._steps,
+            "epochs": self._epochs,
+            "recoveries": self._recoveries,
+            "rejections": [dict(r) for r in self._rejections],
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self._steps = int(state["steps"])
+        self._epochs = int(state["epochs"])
+        self._recoveries = int(state["recoveries"])
+        self._rejections = [dict(r) for r in state["rejections"]]
+
+
+def create_ista(config: IstaConfig, **_: Any) -> IstaRelaxation:
+    """ISTA-NAS one-stage: sparse code b per node, FISTA recovery, freezing, resource limits."""
+    return IstaRelaxation(config)
 
 
 @hookimpl
 def dha_register(registry: Any) -> None:
-    """Registers nothing yet."""
+    registry.add("relax", "ista", create_ista, config=IstaConfig)
