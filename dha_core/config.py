@@ -69,7 +69,6 @@ class TrainConfig(StrictModel):
     checkpoint_every: int = Field(50, ge=1, description="Steps between checkpoints (also at every epoch end).")
     log_every: int = Field(1, ge=1)
     eval_every: int = Field(1, ge=1, description="Epochs between validation passes.")
-    skip_bad_images: bool = Field(False, description="Log and skip unreadable images instead of failing.")
     progress: bool = Field(True, description="Show tqdm progress bars.")
 
     @field_validator("device")

@@ -1,0 +1,188 @@
+"""One DHA iteration (DESIGN.md, "The joint step"), written only against the interfaces.
+
+Order within a step, and the batch each update uses:
+
+0. Bilevel relaxations only: architecture step on a validation batch (before the weights move).
+1. Augment the training batch (policy sampling on the training device).
+2. Forward the supernet under the relaxation's mixing weights; per-sample losses ``L_i``.
+3. Policy step on ``tau`` from ``L_i`` (detached).
+4. ``mean(L_i).backward()`` (+ auxiliary loss); clip the weight gradients. Single-level
+   relaxations take their architecture step from this same backward.
+5. + 6. The hyper-optimizer's weight step, then its hyper step on a held-out batch or on the
+   next training gradient.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dha_core.errors import NonFiniteError
+from dha_core.interfaces import ArchRelaxation, ArchStepContext, AugmentationPolicy, HyperOptimizer
+
+__all__ = ["JointStep", "StepOutcome"]
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class StepOutcome:
+    """Metrics of one step; ``skipped`` when the loss or gradients were non-finite."""
+
+    metrics: dict[str, float]
+    skipped: bool = False
+
+
+def split_output(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``logits`` or ``(logits, aux_logits)`` -> ``(logits, aux or None)``."""
+    if isinstance(out, tuple):
+        return out[0], out[1]
+    return out, None
+
+
+class JointStep:
+    """Runs the joint step for one set of components.
+
+    Args:
+        net: The supernet (``forward(x, weights)``).
+        relax: Architecture relaxation.
+        aug: Augmentation policy.
+        hpo: Hyper-optimizer, already attached to ``net``'s weights.
+        normalize: Maps ``[0, 1]`` images to the network's input.
+        device: Training device.
+        next_val_batch: Draws a clean validation batch (for bilevel and held-out updates).
+        grad_clip: Max global norm of weight gradients, or None.
+        aux_weight: Weight of the auxiliary head's loss.
+        max_nonfinite: Consecutive non-finite steps tolerated before raising.
+        generator: Seeded generator for the policy's sampling.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        relax: ArchRelaxation,
+        aug: AugmentationPolicy,
+        hpo: HyperOptimizer,
+        normalize: Callable[[torch.Tensor], torch.Tensor],
+        device: torch.device,
+        next_val_batch: Callable[[], Batch],
+        grad_clip: float | None,
+        aux_weight: float,
+        max_nonfinite: int,
+        generator: torch.Generator | None,
+    ) -> None:
+        self.net = net
+        self.relax = relax
+        self.aug = aug
+        self.hpo = hpo
+        self.normalize = normalize
+        self.device = device
+        self.next_val_batch = next_val_batch
+        self.grad_clip = grad_clip
+        self.aux_weight = aux_weight
+        self.max_nonfinite = max_nonfinite
+        self.generator = generator
+        self.weights: list[torch.Tensor] = [p for g in hpo.param_groups for p in g["params"]]
+        self.nonfinite_total = 0
+        self.nonfinite_run = 0
+
+    def _to_device(self, batch: Batch) -> Batch:
+        x, y = batch
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def mean_loss(self, batch: Batch) -> torch.Tensor:
+        """Mean cross-entropy of the supernet on a clean batch under the current weights."""
+        x, y = self._to_device(batch)
+        logits, _ = split_output(self.net(self.normalize(x), self.relax.mixing_weights()))
+        return F.cross_entropy(logits, y)
+
+    def _hyper_grad(self) -> Sequence[torch.Tensor | None]:
+        loss = self.mean_loss(self.next_val_batch())
+        return torch.autograd.grad(loss, self.weights, allow_unused=True)
+
+    def _arch_context(self, train_batch: Batch | None, val_batch: Batch | None, step: int) -> ArchStepContext:
+        hyper = self.hpo.hyperparameters()
+        return ArchStepContext(
+            loss=self.mean_loss,
+            weight_params=self.weights,
+            weight_lr=float(hyper["lr"]),
+            weight_momentum=float(self.hpo.momentum),
+            weight_decay=float(hyper.get("wd", 0.0)),
+            train_batch=train_batch,
+            val_batch=val_batch,
+            step=step,
+        )
+
+    def __call__(self, batch: Batch, step: int) -> StepOutcome:
+        metrics: dict[str, float] = {}
+        self.net.train()
+        self.relax.zero_grad(set_to_none=True)
+
+        if self.relax.bilevel and self.relax.arch_parameters():
+            ctx = self._arch_context(batch, self.next_val_batch(), step)
+            metrics.update(_prefixed("arch", self.relax.arch_step(ctx)))
+            self.relax.zero_grad(set_to_none=True)
+
+        self.hpo.zero_grad()
+        x, y = self._to_device(batch)
+        x_aug, plan = self.aug(x, generator=self.generator)
+        logits, aux = split_output(self.net(self.normalize(x_aug), self.relax.mixing_weights()))
+        per_sample = F.cross_entropy(logits, y, reduction="none")
+        loss = per_sample.mean()
+        if aux is not None and self.aux_weight > 0:
+            loss = loss + self.aux_weight * F.cross_entropy(aux, y)
+        if not torch.isfinite(loss):
+            return self._skip("loss", metrics)
+
+        if self.aug.learnable:
+            metrics.update(_prefixed("policy", self.aug.policy_step(per_sample.detach(), plan)))
+
+        loss.backward()
+        grad_norm = _clip(self.weights, self.grad_clip)
+        if not math.isfinite(grad_norm):
+            self.hpo.zero_grad()
+            return self._skip("gradient", metrics)
+
+        if not self.relax.bilevel and self.relax.arch_parameters():
+            metrics.update(_prefixed("arch", self.relax.arch_step(self._arch_context(batch, None, step))))
+
+        metrics.update(self.hpo.step(self._hyper_grad))
+        self.nonfinite_run = 0
+        with torch.no_grad():
+            acc = (logits.argmax(1) == y).float().mean().item()
+        metrics.update({"loss": loss.item(), "acc": acc, "grad_norm": grad_norm})
+        return StepOutcome(metrics)
+
+    def _skip(self, what: str, metrics: dict[str, float]) -> StepOutcome:
+        self.nonfinite_total += 1
+        self.nonfinite_run += 1
+        log.warning("non-finite %s: step skipped (%d in a row, %d in total)", what, self.nonfinite_run,
+                    self.nonfinite_total)
+        if self.nonfinite_run >= self.max_nonfinite:
+            raise NonFiniteError(f"{self.nonfinite_run} consecutive non-finite steps (last: {what}); "
+                                 "stopping. The last good checkpoint is kept.")
+        metrics["skipped"] = 1.0
+        return StepOutcome(metrics, skipped=True)
+
+
+def _prefixed(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
+    return {f"{prefix}/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _clip(params: Sequence[torch.Tensor], max_norm: float | None) -> float:
+    grads = [p for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    if max_norm is None:
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in grads]))
+        return float(norm)
+    return float(torch.nn.utils.clip_grad_norm_(grads, max_norm))

@@ -1,0 +1,435 @@
+"""The thin orchestrator: ``build()`` a :class:`Searcher`, ``fit()`` it, get a ready model.
+
+The searcher wires components together, runs the stages' loops, writes the run
+directory and checkpoints. The algorithm lives in the components and in
+:mod:`dha_core.joint_step`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from dha_core import components as comp
+from dha_core.checkpoint import atomic_save, load_checkpoint
+from dha_core.config import apply_overrides, load_yaml, resolve_config, save_config
+from dha_core.costs import count_flops, count_params
+from dha_core.data import BatchStream, eval_batches
+from dha_core.errors import UserInputError
+from dha_core.evaluate import evaluate
+from dha_core.fixed_network import FixedNetwork
+from dha_core.interfaces import SearchSpace
+from dha_core.joint_step import JointStep, split_output
+from dha_core.model_io import NormalizedModel, save_model
+from dha_core.rundir import MetricsLog, RunDir, default_run_name
+from dha_core.runtime import resolve_device, rng_state, seed_everything, set_rng_state
+from dha_core.stage import NoArchitecture, Stage
+from dha_core.types import Selection, selection_from_json, selection_to_json
+
+__all__ = ["build", "Searcher", "SearchResult", "Interrupted"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "dha.checkpoint/1"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a search: a checkpoint was written first."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"interrupted; checkpoint written, continue with: dha resume {run_dir}")
+        self.run_dir = run_dir
+
+
+@dataclass
+class SearchResult:
+    """What :meth:`Searcher.fit` returns.
+
+    Attributes:
+        model: The ready-to-use model (takes ``[0, 1]`` images), in eval mode.
+        genotype: The space's description of the selected architecture.
+        summary: Everything written to ``summary.json``.
+        selection: The discrete selection per choice group.
+        run_dir: The run directory.
+    """
+
+    model: NormalizedModel
+    genotype: dict[str, Any]
+    summary: dict[str, Any]
+    selection: Selection = field(default_factory=dict)
+    run_dir: Path | None = None
+
+
+def build(
+    space: str | Mapping[str, Any] | None = None,
+    relax: str | Mapping[str, Any] | None = None,
+    aug: str | Mapping[str, Any] | None = None,
+    hpo: str | Mapping[str, Any] | None = None,
+    dataset: str | Mapping[str, Any] | None = None,
+    *,
+    config: str | Path | Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> Searcher:
+    """Builds a searcher for any combination of registered components.
+
+    Args:
+        space: Space name or config mapping, e.g. ``"mobilenet"`` or ``{"name": "darts", "C": 8}``.
+        relax: Relaxation name or mapping.
+        aug: Augmentation policy name or mapping.
+        hpo: Hyper-optimizer name or mapping.
+        dataset: Dataset name or mapping (the config's ``data`` section).
+        config: A YAML path or mapping to start from; the other arguments override it.
+        **overrides: Other sections as mappings (``train={"epochs": 2}``) or dotted keys
+            (``**{"train.epochs": 2}``).
+
+    Returns:
+        A :class:`Searcher`; the config is fully validated already.
+
+    Example:
+        >>> import dha_core
+        >>> searcher = dha_core.build(space="tiny", relax="uniform", aug="none", hpo="fixed",
+        ...                           dataset="synthetic", train={"epochs": 1}, output={"dir": "/tmp/dha-doc"})
+    """
+    raw: dict[str, Any] = {}
+    if isinstance(config, (str, Path)):
+        raw = load_yaml(config)
+    elif config is not None:
+        raw = dict(config)
+    for key, value in {"space": space, "relax": relax, "aug": aug, "hpo": hpo, "data": dataset}.items():
+        if value is not None:
+            raw[key] = {"name": value} if isinstance(value, str) else dict(value)
+    dotted = [f"{k}={v}" for k, v in overrides.items() if "." in k]
+    for key, value in overrides.items():
+        if "." in key:
+            continue
+        if isinstance(value, Mapping) and isinstance(raw.get(key), Mapping):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    raw, keys = apply_overrides(raw, dotted)
+    return Searcher(resolve_config(raw, set_keys=keys))
+
+
+class Searcher:
+    """Runs a search described by a validated ``RunConfig``.
+
+    Args:
+        config: The validated config.
+        run_dir: Explicit run directory (default: ``output.dir / output.name``).
+    """
+
+    def __init__(self, config: Any, run_dir: str | Path | None = None) -> None:
+        self.config = config
+        name = config.output.name or default_run_name(config)
+        self.run = RunDir(Path(run_dir) if run_dir is not None else Path(config.output.dir) / name)
+        self.device = resolve_device(config.train.device)
+        self.metrics = MetricsLog()
+        self.global_step = 0
+        self.wall_before = 0.0
+        self.stage_walls: dict[str, float] = {}
+        self.reports: dict[str, Any] = {}
+        self.selection: Selection = {}
+        self._resume_state: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- resume
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path) -> Searcher:
+        """Prepares to continue an interrupted run from ``checkpoints/last.pt``."""
+        run = RunDir(run_dir)
+        if not run.path.is_dir():
+            raise UserInputError(f"run directory not found: {run.path}")
+        if not run.config.is_file():
+            raise UserInputError(f"{run.path} is not a dha run directory (no config.yaml)")
+        if not run.last_checkpoint.is_file():
+            raise UserInputError(f"no checkpoint to resume from: {run.last_checkpoint}")
+        config = resolve_config(load_yaml(run.config))
+        searcher = cls(config, run_dir=run.path)
+        state = load_checkpoint(run.last_checkpoint)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise UserInputError(f"{run.last_checkpoint}: not a dha checkpoint")
+        searcher._resume_state = state
+        return searcher
+
+    # ------------------------------------------------------------------ stages
+    def _normalizer(self, spec: dict[str, Any]) -> Any:
+        mean = torch.tensor(spec["mean"], device=self.device).view(1, -1, 1, 1)
+        std = torch.tensor(spec["std"], device=self.device).view(1, -1, 1, 1)
+        return lambda x: (x - mean) / std
+
+    def _make_stage(self, name: str, net: Any, relax: Any, aug_cfg: Any, hpo_cfg: Any, epochs: int,
+                    seed_offset: int) -> Stage:
+        cfg = self.config.train
+        net = net.to(self.device)
+        relax = relax.to(self.device)
+        aug = comp.build_aug(aug_cfg, self.bundle.spec).to(self.device)
+        hpo = comp.build_hpo(hpo_cfg)
+        seed = cfg.seed + seed_offset
+        train_stream = BatchStream(self.bundle.dataset.split("train"), cfg.batch_size, seed, cfg.workers, "train")
+        hyper_bs = getattr(hpo_cfg, "hyper_batch_size", None) or cfg.batch_size
+        val_stream = BatchStream(self.bundle.dataset.split("val"), hyper_bs, seed + 7919, cfg.workers, "val")
+        steps = train_stream.batches_per_cycle()
+        if cfg.max_steps_per_epoch is not None:
+            steps = min(steps, cfg.max_steps_per_epoch)
+        hpo.attach(comp.weight_param_groups(net), total_steps=epochs * steps)
+        generator = torch.Generator().manual_seed(seed + 104729)
+        step_fn = JointStep(net, relax, aug, hpo, self._normalizer(self.bundle.spec), self.device,
+                            val_stream.next, cfg.grad_clip, cfg.aux_weight, cfg.max_nonfinite_steps, generator)
+        return Stage(name, net, relax, aug, hpo, epochs, steps, train_stream, val_stream, step_fn, generator)
+
+    def _search_stage(self) -> Stage:
+        supernet = self.space.build_supernet()
+        relax = comp.build_relax(self.config.relax, self.space, supernet)
+        return self._make_stage("search", supernet, relax, self.config.aug, self.config.hpo,
+                                self.config.train.epochs, 0)
+
+    def _child_stage(self, name: str, selection: Selection, from_scratch: bool, supernet: Any = None) -> Stage:
+        if from_scratch:
+            child = self.space.build_child(selection)
+            retrain = self.config.retrain
+            aug_cfg, hpo_cfg, epochs = retrain.aug, retrain.hpo, retrain.epochs
+        else:
+            child = self.space.derive(supernet, selection) if supernet is not None else self.space.build_child(selection)
+            aug_cfg, hpo_cfg, epochs = self.config.aug, self.config.hpo, self.config.train.finetune_epochs
+        relax = NoArchitecture()
+        relax.setup([])
+        return self._make_stage(name, FixedNetwork(child), relax, aug_cfg, hpo_cfg, epochs, 1000)
+
+    def _stage_plan(self) -> list[str]:
+        plan = ["search"]
+        if self.config.retrain is not None:
+            plan.append("retrain")
+        if self.config.train.finetune_epochs > 0:
+            plan.append("finetune")
+        return plan
+
+    # --------------------------------------------------------------- the run
+    def fit(self) -> SearchResult:
+        """Runs every stage, derives the child, evaluates it and writes the run directory.
+
+        Returns:
+            The :class:`SearchResult`.
+
+        Raises:
+            UserInputError: Bad data or output location (before anything is written).
+            NonFiniteError: Too many consecutive non-finite steps.
+            Interrupted: Ctrl-C (after writing a checkpoint).
+        """
+        start = time.perf_counter()
+        cfg = self.config
+        resume = self._resume_state
+        seed_everything(cfg.train.seed)
+        self.bundle = comp.build_dataset(cfg)
+        self.space: SearchSpace = comp.build_space(cfg.space, self.bundle.spec)
+        if resume is None:
+            RunDir.check_new(self.run.path, cfg.output.overwrite)
+        self.run.create()
+        if resume is None:
+            save_config(cfg, self.run.config)
+        else:
+            self.global_step = int(resume["global_step"])
+            self.wall_before = float(resume["wall_s"])
+            self.stage_walls = dict(resume["stage_walls"])
+            self.reports = dict(resume["reports"])
+            self.selection = selection_from_json(resume["selection"])
+            self.metrics = MetricsLog.load(self.run.metrics, max_step=self.global_step)
+        self._start = start
+
+        plan = self._stage_plan()
+        first = plan.index(resume["stage"]) if resume is not None else 0
+        supernet = None
+        for index in range(first, len(plan)):
+            name = plan[index]
+            if name == "search":
+                stage = self._search_stage()
+            else:
+                stage = self._child_stage(name, self.selection, from_scratch=(name == "retrain"), supernet=supernet)
+            state = resume["stage_state"] if (resume is not None and index == first) else None
+            self._run_stage(stage, state, resume if state is not None else None)
+            if name == "search":
+                self.selection = stage.relax.selection()
+                self.reports["policy"] = stage.aug.report()
+                self.reports["relax"] = stage.relax.report()
+                self.reports["hpo"] = stage.hpo.report()
+                self.reports["search_history"] = stage.history
+                supernet = stage.net
+            else:
+                self.reports[f"{name}_hpo"] = stage.hpo.report()
+                self.reports[f"{name}_policy"] = stage.aug.report()
+            last_stage = stage
+        return self._finish(last_stage, supernet)
+
+    def _run_stage(self, stage: Stage, state: dict[str, Any] | None, resume: dict[str, Any] | None) -> None:
+        cfg = self.config.train
+        epoch, step_in_epoch = 0, 0
+        if state is not None and resume is not None:
+            stage.load_state_dict(state)
+            epoch, step_in_epoch = int(resume["epoch"]), int(resume["step_in_epoch"])
+            set_rng_state(resume["rng"])
+        else:
+            stage.history.setdefault("policy_start", stage.aug.report())
+            stage.history.setdefault("selection", [])
+        stage_start = time.perf_counter() - self.stage_walls.get(stage.name, 0.0)
+        stop_reason = stage.history.get("stopped_early")
+        epochs_bar = tqdm(total=stage.epochs, initial=epoch, desc=stage.name, unit="epoch",
+                          disable=not cfg.progress, leave=False)
+        try:
+            while epoch < stage.epochs and stop_reason is None:
+                stage.net.set_drop_path(cfg.drop_path * epoch / max(stage.epochs, 1))
+                bar = tqdm(total=stage.steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch}",
+                           unit="step", disable=not cfg.progress, leave=False)
+                while step_in_epoch < stage.steps_per_epoch:
+                    outcome = stage.step_fn(stage.train_stream.next(), self.global_step)
+                    self.global_step += 1
+                    step_in_epoch += 1
+                    if self.global_step % cfg.log_every == 0 or outcome.skipped:
+                        self.metrics.append({"stage": stage.name, "epoch": epoch, "step": self.global_step,
+                                             **outcome.metrics})
+                    bar.update(1)
+                    if not outcome.skipped:
+                        bar.set_postfix(loss=f"{outcome.metrics['loss']:.3f}", lr=f"{outcome.metrics.get('lr', 0):.3g}")
+                    self.stage_walls[stage.name] = time.perf_counter() - stage_start
+                    if self.global_step % cfg.checkpoint_every == 0:
+                        self._checkpoint(stage, epoch, step_in_epoch)
+                    if self._over_budget():
+                        stop_reason = "time_budget"
+                        break
+                bar.close()
+                if stop_reason is None or step_in_epoch == stage.steps_per_epoch:
+                    self._end_epoch(stage, epoch)
+                    epoch += 1
+                    step_in_epoch = 0
+                if stop_reason is None and stage.relax.should_stop():
+                    stop_reason = "all_frozen"
+                if stop_reason is not None:
+                    stage.history["stopped_early"] = stop_reason
+                    log.info("%s stage stops early after epoch %d: %s", stage.name, epoch, stop_reason)
+                self.stage_walls[stage.name] = time.perf_counter() - stage_start
+                self._checkpoint(stage, epoch, step_in_epoch)
+                epochs_bar.update(1)
+        except KeyboardInterrupt:
+            self._checkpoint(stage, epoch, step_in_epoch)
+            raise Interrupted(self.run.path) from None
+        finally:
+            epochs_bar.close()
+        if cfg.progress:
+            tqdm.write(f"{stage.name}: {epoch} epochs, {self.stage_walls.get(stage.name, 0.0):.1f}s")
+
+    def _over_budget(self) -> bool:
+        budget = self.config.train.time_budget_s
+        return budget is not None and self._elapsed() >= budget
+
+    def _elapsed(self) -> float:
+        return self.wall_before + (time.perf_counter() - self._start)
+
+    def _end_epoch(self, stage: Stage, epoch: int) -> None:
+        events = stage.relax.on_epoch_end(epoch, stage.net)
+        row: dict[str, Any] = {"stage": stage.name, "epoch": epoch, "step": self.global_step}
+        row.update({f"arch/{k}": float(v) for k, v in (events or {}).items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        if (epoch + 1) % self.config.train.eval_every == 0 or epoch + 1 == stage.epochs:
+            val = self._evaluate_stage(stage, "val")
+            row.update({"val_acc": val["acc"], "val_loss": val["loss"]})
+        self.metrics.append(row)
+        selection = stage.relax.selection()
+        stage.history["selection"].append({"epoch": epoch, "selection": selection_to_json(selection)})
+
+    @torch.no_grad()
+    def _evaluate_stage(self, stage: Stage, split: str) -> dict[str, float]:
+        stage.net.eval()
+        weights = stage.relax.mixing_weights()
+        normalize = self._normalizer(self.bundle.spec)
+        batches = eval_batches(self.bundle.dataset.split(split), self.config.train.eval_batch_size,
+                               self.config.train.workers)
+        out = evaluate(lambda x: split_output(stage.net(normalize(x), weights))[0], batches, self.device)
+        stage.net.train()
+        return out
+
+    def _checkpoint(self, stage: Stage, epoch: int, step_in_epoch: int) -> None:
+        # Metrics first: on resume, rows past the checkpoint's step are dropped.
+        self.metrics.save(self.run.metrics)
+        atomic_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "stage": stage.name,
+                "epoch": epoch,
+                "step_in_epoch": step_in_epoch,
+                "global_step": self.global_step,
+                "wall_s": self._elapsed(),
+                "stage_walls": self.stage_walls,
+                "reports": self.reports,
+                "selection": selection_to_json(self.selection),
+                "stage_state": stage.state_dict(),
+                "rng": rng_state(),
+            },
+            self.run.last_checkpoint,
+        )
+
+    # ---------------------------------------------------------------- finish
+    def _finish(self, stage: Stage, supernet: Any) -> SearchResult:
+        if stage.name == "search":
+            child = self.space.derive(stage.net, self.selection)
+        else:
+            assert isinstance(stage.net, FixedNetwork)
+            child = stage.net.net
+        model = NormalizedModel(child, self.bundle.spec["mean"], self.bundle.spec["std"]).to(self.device).eval()
+        batches = eval_batches(self.bundle.dataset.split("test"), self.config.train.eval_batch_size,
+                               self.config.train.workers)
+        test = evaluate(model, batches, self.device)
+        val = evaluate(model, eval_batches(self.bundle.dataset.split("val"), self.config.train.eval_batch_size,
+                                           self.config.train.workers), self.device)
+        genotype = self.space.genotype(self.selection)
+        example = self.space.example_input().to(self.device)
+        hyper = self.reports.get("hpo", {}).get("final", {})
+        summary: dict[str, Any] = {
+            "test_acc": test["acc"],
+            "test_loss": test["loss"],
+            "val_acc": val["acc"],
+            "params": count_params(child, exclude=("auxiliary",)),
+            "flops": count_flops(model, example),
+            "genotype": genotype,
+            "selection": selection_to_json(self.selection),
+            "final_lr": hyper.get("lr"),
+            "final_wd": hyper.get("wd"),
+            "policy": _top_level(self.reports.get("policy", {})),
+            "relax": self.reports.get("relax", {}),
+            "hpo": self.reports.get("hpo", {}),
+            "nonfinite_skipped": int(stage.step_fn.nonfinite_total),
+            "stopped_early": self.reports.get("search_history", {}).get("stopped_early"),
+            "steps": self.global_step,
+            "stage_wall_s": dict(self.stage_walls),
+            "wall_s": self._elapsed(),
+            "components": {k: getattr(self.config, k).name for k in ("space", "relax", "aug", "hpo", "data")},
+            "device": str(self.device),
+        }
+        for name in ("retrain", "finetune"):
+            if f"{name}_hpo" in self.reports:
+                summary[f"{name}_final"] = self.reports[f"{name}_hpo"].get("final", {})
+        save_model(model, self.run.model, space_config=self.config.space.model_dump(mode="json"),
+                   data_spec=self.bundle.spec, selection=self.selection,
+                   extra={"test_acc": test["acc"], "eval_batch_size": self.config.train.eval_batch_size})
+        self.run.write_json(self.run.genotype, genotype)
+        self.metrics.save(self.run.metrics)
+        if self.config.output.plots:
+            from dha_core.plots import write_plots
+
+            write_plots(self.run.plots, self.metrics, self.reports, self.space, self.selection)
+        self.run.write_json(self.run.summary, summary)
+        return SearchResult(model=model, genotype=genotype, summary=summary, selection=self.selection,
+                            run_dir=self.run.path)
+
+
+def _top_level(report: dict[str, Any]) -> dict[str, Any]:
+    """Drops bulky matrices from the policy report for the summary (plots keep them)."""
+    return {k: v for k, v in report.items() if not (isinstance(v, list) and v and isinstance(v[0], list)
+                                                     and len(v) > 4 and not isinstance(v[0][0], str))}
+
+
+
+
