@@ -1,0 +1,143 @@
+"""Channel and resolution bookkeeping of a DARTS network, shared by supernet and child."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dha_plugins.spaces.darts.config import DartsSpaceConfig
+from dha_plugins.spaces.darts.ops import FactorizedReduce, ReLUConvBN
+
+__all__ = ["CellSpec", "NetworkLayout", "network_layout", "make_stem", "make_preprocess", "AuxiliaryHead"]
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Shape facts of one cell.
+
+    Attributes:
+        index: Position in the network.
+        reduction: Whether this cell halves the resolution and doubles the channels.
+        reduction_prev: Whether the previous cell was a reduction (its ``c_{k-2}`` input
+            then has twice the resolution of ``c_{k-1}``).
+        c_prev_prev: Channels of input ``c_{k-2}``.
+        c_prev: Channels of input ``c_{k-1}``.
+        channels: Channels of every node inside the cell.
+        in_size: Spatial size of ``c_{k-1}``.
+    """
+
+    index: int
+    reduction: bool
+    reduction_prev: bool
+    c_prev_prev: int
+    c_prev: int
+    channels: int
+    in_size: int
+
+    @property
+    def cell_type(self) -> str:
+        return "reduce" if self.reduction else "normal"
+
+
+@dataclass(frozen=True)
+class NetworkLayout:
+    """The whole network's shape plan.
+
+    Attributes:
+        stem_channels: Output channels of the stem.
+        cells: One spec per cell.
+        aux_index: The cell after which the auxiliary head reads (``2*layers//3``).
+        aux_in_channels: Channels at the auxiliary head's input.
+        aux_in_size: Spatial size at the auxiliary head's input.
+        classifier_in: Channels at global pooling.
+    """
+
+    stem_channels: int
+    cells: tuple[CellSpec, ...]
+    aux_index: int
+    aux_in_channels: int
+    aux_in_size: int
+    classifier_in: int
+
+
+def network_layout(config: DartsSpaceConfig, image_size: int) -> NetworkLayout:
+    """Computes the cell plan of a DARTS network.
+
+    Args:
+        config: The space config.
+        image_size: Input resolution (square).
+
+    Returns:
+        The layout.
+    """
+    stem = config.stem_multiplier * config.C
+    c_pp, c_p, c = stem, stem, config.C
+    size = image_size
+    reductions = {config.layers // 3, 2 * config.layers // 3}
+    cells = []
+    reduction_prev = False
+    aux_c, aux_size = c_p, size
+    for i in range(config.layers):
+        reduction = i in reductions
+        if reduction:
+            c *= 2
+        cells.append(CellSpec(i, reduction, reduction_prev, c_pp, c_p, c, size))
+        if reduction:
+            size = (size + 1) // 2
+        reduction_prev = reduction
+        c_pp, c_p = c_p, config.nodes * c
+        if i == 2 * config.layers // 3:
+            aux_c, aux_size = c_p, size
+    return NetworkLayout(stem, tuple(cells), 2 * config.layers // 3, aux_c, aux_size, c_p)
+
+
+def make_stem(in_channels: int, out_channels: int) -> nn.Sequential:
+    """The CIFAR stem: a 3x3 convolution and an (always affine) batch-norm, no downsampling."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels))
+
+
+def make_preprocess(spec: CellSpec, affine: bool) -> tuple[nn.Module, nn.Module]:
+    """The two input adapters of a cell.
+
+    ``c_{k-2}`` goes through :class:`FactorizedReduce` when the previous cell reduced (so
+    that both inputs share a resolution), otherwise through ReLU-Conv1x1-BN, like ``c_{k-1}``.
+    """
+    if spec.reduction_prev:
+        pre0: nn.Module = FactorizedReduce(spec.c_prev_prev, spec.channels, affine)
+    else:
+        pre0 = ReLUConvBN(spec.c_prev_prev, spec.channels, 1, 1, 0, affine)
+    return pre0, ReLUConvBN(spec.c_prev, spec.channels, 1, 1, 0, affine)
+
+
+class AuxiliaryHead(nn.Module):
+    """DARTS' CIFAR auxiliary classifier.
+
+    At the CIFAR feature size (8x8) it is the published head: ReLU, 5x5 average pooling
+    with stride 3 (to 2x2), 1x1 conv to 128, BN, ReLU, 2x2 conv to ``hidden``, BN, ReLU,
+    linear. Other feature sizes pool adaptively to 2x2 instead, so the head works on any
+    input resolution.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, in_size: int, hidden: int = 768) -> None:
+        super().__init__()
+        pool: nn.Module
+        if in_size >= 5 and (in_size - 5) // 3 + 1 == 2:
+            pool = nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False)
+        else:
+            pool = nn.AdaptiveAvgPool2d(2)
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False),
+            pool,
+            nn.Conv2d(in_channels, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, hidden, 2, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.classifier(self.features(x).flatten(1))
