@@ -1,0 +1,352 @@
+"""DHA's learnable augmentation policy, shared by the ``kornia`` and ``torchvision`` backends.
+
+The policy owns ``tau``: logits over ordered op pairs (an ``n x n`` matrix, ``n = 14`` by
+default) or over single ops (a vector of ``n``). With ``p = softmax(tau)`` over all entries,
+one step of the joint search (DESIGN.md, "The joint step", steps 1 and 3) is:
+
+1. :meth:`LearnablePolicy.sample_plan`: draw ``q = softmax((log p + Gumbel) / T)`` once per
+   batch, then each sample draws its own entry ``k_i ~ q`` and, per op application, a level
+   ``m ~ U(0, M)`` and a random sign (signed ops only). The result is an :class:`AugPlan`.
+2. :meth:`LearnablePolicy.apply_plan`: the backend applies op1 then op2 of each sample.
+3. :meth:`LearnablePolicy.policy_step`: ``L_tau = -mean_i(p_{k_i}(tau) * stopgrad(L_i))``
+   and one step of the policy's own SGD optimizer. Its gradient is
+   ``-(1/B) sum_i L_i p_{k_i} (e_{k_i} - p)``: pairs that produce a high training loss
+   become more likely.
+
+A subclass only implements :meth:`LearnablePolicy.apply_plan`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, field_validator, model_validator
+from torch import nn
+
+from dha_core.interfaces import AugmentationPolicy
+from dha_plugins.aug import op_levels
+from dha_plugins.aug.fixed_ops import FixedOps, FixedOpsConfig, check_generator
+
+__all__ = ["PolicyConfig", "AugPlan", "LearnablePolicy"]
+
+
+class PolicyConfig(FixedOpsConfig):
+    """Config of DHA's learnable policy (both backends).
+
+    Attributes:
+        ops: Op names indexing ``tau``; the 14 of the paper by default, any subset and order
+            of those plus ``Invert``.
+        policy: ``pair`` (``tau`` is ``n x n``; op1 then op2) or ``single`` (``tau`` has ``n``
+            entries; one op per sample).
+        magnitude_max: ``M``; levels are drawn from ``U(0, M)`` on the 0-8 level scale.
+        temperature: ``T`` of the relaxed matrix ``q = softmax((log p + Gumbel) / T)``.
+        lr: Learning rate of the policy's SGD optimizer. The gradient of an entry scales
+            like ``p_k ~ 1/n**2`` (about 5e-5 for 196 pairs), hence the large default.
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum (needs ``momentum > 0``).
+        weight_decay: L2 decay of ``tau`` (pulls it towards the uniform policy).
+        interpolation: Resampling of the geometric ops.
+        metrics_top_k: Top entries logged by :meth:`LearnablePolicy.policy_step` every step.
+        report_top_k: Top entries listed by :meth:`LearnablePolicy.report`.
+
+    The fields of :class:`~dha_plugins.aug.fixed_ops.FixedOpsConfig` (crop, flip, cutout) set
+    the fixed ops around the policy. Normalisation is left to the orchestrator.
+    """
+
+    ops: list[str] = Field(default_factory=lambda: list(op_levels.DEFAULT_OPS), min_length=1)
+    policy: Literal["pair", "single"] = "pair"
+    magnitude_max: float = Field(op_levels.MAX_LEVEL, gt=0.0, le=op_levels.MAX_LEVEL)
+    temperature: float = Field(0.5, gt=0.0)
+    lr: float = Field(0.5, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    weight_decay: float = Field(0.0, ge=0.0)
+    interpolation: Literal["bilinear", "nearest"] = "bilinear"
+    metrics_top_k: int = Field(3, ge=0)
+    report_top_k: int = Field(10, ge=1)
+
+    @field_validator("ops")
+    @classmethod
+    def _known_unique_ops(cls, ops: list[str]) -> list[str]:
+        unknown = [o for o in ops if o not in op_levels.ALL_OPS]
+        if unknown:
+            raise ValueError(f"unknown ops {unknown}; available: {', '.join(op_levels.ALL_OPS)}")
+        if len(set(ops)) != len(ops):
+            raise ValueError(f"ops must be unique, got {ops}")
+        return ops
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> PolicyConfig:
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov=true needs momentum > 0")
+        return self
+
+
+@dataclass(frozen=True)
+class AugPlan:
+    """What each sample of a batch drew. Tensors live on CPU.
+
+    Attributes:
+        index: ``(B,)`` long, the entry ``k_i`` of ``p`` (flattened ``tau``); for pairs,
+            ``k = op1 * n + op2``.
+        ops: ``(B, L)`` long op indices into ``op_names``, applied left to right
+            (``L = 2`` for pairs, 1 for single ops).
+        levels: ``(B, L)`` float magnitudes on the 0-8 level scale.
+        signs: ``(B, L)`` float, ``+-1`` for signed ops and ``+1`` for the others.
+        op_names: The op names the indices refer to.
+    """
+
+    index: torch.Tensor
+    ops: torch.Tensor
+    levels: torch.Tensor
+    signs: torch.Tensor
+    op_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    @classmethod
+    def fixed(
+        cls,
+        op_names: Sequence[str],
+        ops: Sequence[Sequence[str]],
+        levels: Sequence[Sequence[float]] | float = 0.0,
+        signs: Sequence[Sequence[float]] | float = 1.0,
+    ) -> AugPlan:
+        """Builds a plan from op names (tests, replays, visualisation).
+
+        Args:
+            op_names: The policy's op list.
+            ops: Per sample, the op names to apply (all samples the same length).
+            levels: Per sample and op, the level; or one level for all.
+            signs: Per sample and op, the sign; or one sign for all.
+
+        Returns:
+            The plan. ``index`` assumes a pair policy for length-2 rows.
+        """
+        names = tuple(op_names)
+        op_idx = torch.tensor([[names.index(o) for o in row] for row in ops], dtype=torch.long)
+        shape = op_idx.shape
+        lv = torch.full(shape, float(levels)) if isinstance(levels, (int, float)) else torch.tensor(levels, dtype=torch.float32)
+        sg = torch.full(shape, float(signs)) if isinstance(signs, (int, float)) else torch.tensor(signs, dtype=torch.float32)
+        index = op_idx[:, 0] * len(names) + op_idx[:, 1] if shape[1] == 2 else op_idx[:, 0]
+        return cls(index=index, ops=op_idx, levels=lv.float(), signs=sg.float(), op_names=names)
+
+    def describe(self, i: int) -> list[tuple[str, float, float]]:
+        """``[(op name, level, sign), ...]`` for sample ``i``."""
+        return [
+            (self.op_names[int(o)], float(lv), float(s))
+            for o, lv, s in zip(self.ops[i], self.levels[i], self.signs[i], strict=True)
+        ]
+
+
+class LearnablePolicy(AugmentationPolicy):
+    """The learnable policy; subclasses implement :meth:`apply_plan` for one backend.
+
+    Args:
+        config: The policy's config.
+        data_spec: Dataset facts (``image_size``, ``mean``); used by the fixed ops.
+
+    Attributes:
+        tau: The policy logits (``n x n`` for pairs, ``n`` for single ops), an
+            :class:`~torch.nn.Parameter` so it is part of ``state_dict()``.
+    """
+
+    learnable = True
+
+    def __init__(self, config: PolicyConfig, data_spec: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        spec = dict(data_spec or {})
+        self.config = config
+        self.op_names: tuple[str, ...] = tuple(config.ops)
+        self.pair = config.policy == "pair"
+        n = len(self.op_names)
+        # tau starts at zero: the uniform policy.
+        self.tau = nn.Parameter(torch.zeros((n, n) if self.pair else (n,)))
+        self.fixed_ops = FixedOps(config, image_size=int(spec.get("image_size", 32)), mean=spec.get("mean"))
+        # A plain CPU tensor, not a buffer: sampling runs on CPU whatever device the module is on.
+        self._signed_cpu = torch.tensor([name in op_levels.SIGNED_OPS for name in self.op_names])
+        self.identity_index = self.op_names.index("Identity") if "Identity" in self.op_names else -1
+        self.optimizer = torch.optim.SGD(
+            [self.tau],
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
+
+    # ------------------------------------------------------------------ policy state
+
+    @property
+    def num_ops(self) -> int:
+        return len(self.op_names)
+
+    @property
+    def ops_per_sample(self) -> int:
+        return 2 if self.pair else 1
+
+    def probabilities(self) -> torch.Tensor:
+        """``p = softmax(tau)`` over all entries, in ``tau``'s shape (detached)."""
+        with torch.no_grad():
+            return torch.softmax(self.tau.flatten().float(), 0).view_as(self.tau)
+
+    def entry_name(self, k: int) -> str:
+        """Name of entry ``k`` of the flattened ``tau``, e.g. ``"Rotate+Color"``."""
+        if self.pair:
+            return f"{self.op_names[k // self.num_ops]}+{self.op_names[k % self.num_ops]}"
+        return self.op_names[k]
+
+    def top_entries(self, k: int) -> list[dict[str, Any]]:
+        """The ``k`` most likely entries of ``p``, best first.
+
+        Returns:
+            ``[{"index": int, "ops": [names...], "prob": float}, ...]``.
+        """
+        p = self.probabilities().flatten().cpu()
+        values, indices = p.topk(min(k, p.numel()))
+        return [
+            {"index": int(i), "ops": self.entry_name(int(i)).split("+"), "prob": float(v)}
+            for v, i in zip(values, indices, strict=True)
+        ]
+
+    def entropy(self) -> float:
+        """Entropy of ``p`` in nats (``log(n**2)`` for the uniform pair policy)."""
+        p = self.probabilities().flatten()
+        return float(-(p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum())
+
+    def optimizer_state_dict(self) -> dict[str, Any]:
+        """State of the policy's SGD optimizer, for checkpoints (``tau`` is in ``state_dict()``)."""
+        return self.optimizer.state_dict()
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what :meth:`optimizer_state_dict` returned."""
+        self.optimizer.load_state_dict(state)
+
+    # ------------------------------------------------------------------ sampling
+
+    @torch.no_grad()
+    def sample_plan(self, batch_size: int, generator: torch.Generator | None = None) -> AugPlan:
+        """Draws every sample's entry, levels and signs (step 1 of the joint step).
+
+        All draws happen on CPU in a fixed order, so a seeded CPU generator reproduces them on
+        any device.
+
+        Args:
+            batch_size: ``B``.
+            generator: CPU generator; ``None`` uses the global RNG.
+
+        Returns:
+            The plan.
+        """
+        check_generator(generator)
+        log_p = torch.log_softmax(self.tau.detach().flatten().float(), 0).cpu()
+        uniform = torch.rand(log_p.shape, generator=generator).clamp_(min=torch.finfo(torch.float32).tiny)
+        gumbel = -torch.log(-torch.log(uniform))
+        q = torch.softmax((log_p + gumbel) / self.config.temperature, 0)
+        index = torch.multinomial(q, batch_size, replacement=True, generator=generator)
+        ops = torch.stack([index // self.num_ops, index % self.num_ops], 1) if self.pair else index[:, None]
+        levels = torch.rand(ops.shape, generator=generator) * self.config.magnitude_max
+        coin = torch.rand(ops.shape, generator=generator) < 0.5
+        signs = torch.where(coin & self._signed_cpu[ops], -1.0, 1.0)
+        return AugPlan(index=index, ops=ops, levels=levels, signs=signs, op_names=self.op_names)
+
+    @abstractmethod
+    def apply_plan(self, images: torch.Tensor, plan: AugPlan) -> torch.Tensor:
+        """Applies each sample's ops, left to right (step 1, the backend part).
+
+        Args:
+            images: ``(B, C, H, W)`` float batch in ``[0, 1]``.
+            plan: The plan for this batch.
+
+        Returns:
+            The augmented batch. Samples whose ops are all ``Identity`` come back unchanged.
+        """
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, AugPlan]:
+        """Pre-ops, then the sampled policy, then post-ops.
+
+        Args:
+            images: ``(B, C, H, W)`` float batch in ``[0, 1]``.
+            generator: CPU generator for every random draw.
+
+        Returns:
+            ``(augmented, plan)``; pass ``plan`` to :meth:`policy_step`.
+        """
+        check_generator(generator)
+        images = self.fixed_ops.pre(images, generator)
+        plan = self.sample_plan(images.shape[0], generator)
+        images = self.apply_plan(images, plan)
+        return self.fixed_ops.post(images, generator), plan
+
+    # ------------------------------------------------------------------ policy update
+
+    def policy_loss(self, per_sample_loss: torch.Tensor, plan: AugPlan) -> torch.Tensor:
+        """``L_tau = -mean_i(p_{k_i}(tau) * stopgrad(L_i))``, differentiable in ``tau``.
+
+        Args:
+            per_sample_loss: ``(B,)`` training losses; detached here.
+            plan: The plan the losses were computed under.
+
+        Returns:
+            The scalar policy loss.
+        """
+        if per_sample_loss.ndim != 1 or per_sample_loss.shape[0] != len(plan):
+            raise ValueError(
+                f"per_sample_loss must have shape ({len(plan)},) to match the plan, got {tuple(per_sample_loss.shape)}"
+            )
+        p = torch.softmax(self.tau.flatten(), 0)
+        losses = per_sample_loss.detach().to(device=p.device, dtype=p.dtype)
+        return -(p[plan.index.to(p.device)] * losses).mean()
+
+    def policy_step(self, per_sample_loss: torch.Tensor, plan: AugPlan) -> dict[str, float]:
+        """One SGD step on ``tau`` (step 3 of the joint step).
+
+        Args:
+            per_sample_loss: ``(B,)`` training losses ``L_i``.
+            plan: What :meth:`forward` returned for this batch.
+
+        Returns:
+            ``policy_loss``, ``policy_entropy`` (nats, after the step) and, for
+            ``r = 1..metrics_top_k``, ``policy_top{r}_index`` (entry of the flattened ``tau``;
+            names via :meth:`entry_name`) and ``policy_top{r}_prob``.
+        """
+        with torch.enable_grad():
+            loss = self.policy_loss(per_sample_loss, plan)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            p = torch.softmax(self.tau.flatten().float(), 0)
+            entropy = -(p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum()
+            top_p, top_i = p.topk(min(self.config.metrics_top_k, p.numel()))
+            # One host transfer for every logged number.
+            values = torch.cat([loss.detach().float().view(1), entropy.view(1), top_p, top_i.float()]).tolist()
+        k = top_p.numel()
+        metrics = {"policy_loss": values[0], "policy_entropy": values[1]}
+        for r in range(k):
+            metrics[f"policy_top{r + 1}_index"] = values[2 + k + r]
+            metrics[f"policy_top{r + 1}_prob"] = values[2 + r]
+        return metrics
+
+    def report(self) -> dict[str, Any]:
+        """Summary of the learned policy for ``summary.json``.
+
+        Returns:
+            ``policy`` (pair/single), ``ops``, ``entropy`` and ``max_entropy`` (nats) and
+            ``top`` (the ``report_top_k`` most likely entries with names and probabilities).
+        """
+        return {
+            "policy": self.config.policy,
+            "ops": list(self.op_names),
+            "entropy": self.entropy(),
+            "max_entropy": math.log(self.tau.numel()),
+            "top": self.top_entries(self.config.report_top_k),
+        }
+
+    def extra_repr(self) -> str:
+        return f"policy={self.config.policy!r}, ops={len(self.op_names)}, T={self.config.temperature}"
