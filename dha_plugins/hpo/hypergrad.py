@@ -303,8 +303,8 @@ class HypergradHyperOptimizer(HyperOptimizer):
 
         Returns:
             ``lr`` and ``wd`` (of the first decaying group: the values this weight step
-            used), ``hypergrad_lr`` / ``hypergrad_wd`` (``dL/dlr``, ``dL/dwd`` applied
-            during this call, 0 when none was), ``hyper_applied`` (1 or 0),
+            used), ``hypergrad_lr`` / ``hypergrad_wd`` (``dL/dlr``, ``dL/dwd`` of that
+            group's pair, applied during this call; 0 when none was), ``hyper_applied`` (1 or 0),
             ``hyper_skipped`` (non-finite hypergradients skipped so far) and, with
             ``per_group``, ``lr/<group>``, ``wd/<group>``, ``hypergrad_lr/<group>``,
             ``hypergrad_wd/<group>``.
@@ -365,8 +365,9 @@ class HypergradHyperOptimizer(HyperOptimizer):
             pending: What the weight step left, per group; the weights now hold ``theta'``.
 
         Returns:
-            Per group ``(dL/dlr, dL/dwd)`` lists, or None when the step was skipped because
-            a hypergradient was not finite.
+            ``(dL/dlr, dL/dwd)`` lists, one entry per learned pair (a shared pair sums its
+            groups' terms), or None when the step was skipped because a hypergradient was
+            not finite.
         """
         wd_factor = self._require_attached().wd_factor
         dots: list[Tensor] = []
@@ -403,7 +404,7 @@ class HypergradHyperOptimizer(HyperOptimizer):
                 wd.descend(dwd[k])
         self.hyper_steps += 1
         self._sync_groups()
-        return dlr_group, dwd_group
+        return dlr, dwd
 
     def _primary(self) -> int:
         """Index of the group whose values are reported as ``lr``/``wd``: the first that decays."""
@@ -411,12 +412,13 @@ class HypergradHyperOptimizer(HyperOptimizer):
 
     def _metrics(self, used: list[tuple[float, float]], grads: tuple[list[float], list[float]] | None) -> dict[str, float]:
         main = self._primary()
-        dlr, dwd = grads if grads is not None else ([0.0] * len(used), [0.0] * len(used))
+        n_pairs = len(self._lrs)
+        dlr, dwd = grads if grads is not None else ([0.0] * n_pairs, [0.0] * n_pairs)
         metrics = {
             "lr": float(used[main][0]),
             "wd": float(used[main][1]),
-            "hypergrad_lr": float(dlr[main]),
-            "hypergrad_wd": float(dwd[main]),
+            "hypergrad_lr": float(dlr[self._pair_of[main]]),
+            "hypergrad_wd": float(dwd[self._pair_of[main]]),
             "hyper_applied": 1.0 if grads is not None else 0.0,
             "hyper_skipped": float(self.skipped),
         }
