@@ -96,11 +96,17 @@ class OutputConfig(StrictModel):
 
 
 class RetrainConfig(StrictModel):
-    """Second stage of two-stage presets: train the derived architecture from scratch."""
+    """Second stage of two-stage presets: train the derived architecture from scratch.
+
+    ``aug`` and ``hpo`` are component configs like the top-level ones (validated the same
+    way); the model below is the static part, the registry-dependent fields are added by
+    :func:`run_config_model`.
+    """
 
     epochs: int = Field(10, ge=1)
-    aug: dict[str, Any] = Field(default_factory=lambda: {"name": "kornia"})
-    hpo: dict[str, Any] = Field(default_factory=lambda: {"name": "hypergrad"})
+
+
+RETRAIN_DEFAULTS: dict[str, str] = {"aug": "kornia", "hpo": "hypergrad"}
 
 
 def _component_union(kind: str) -> Any:
@@ -120,31 +126,35 @@ def run_config_model() -> type[StrictModel]:
     fields: dict[str, Any] = {f: (_component_union(kind), ...) for f, kind in COMPONENT_FIELDS.items()}
     fields["train"] = (TrainConfig, Field(default_factory=TrainConfig))
     fields["output"] = (OutputConfig, Field(default_factory=OutputConfig))
-    fields["retrain"] = (RetrainConfig | None, None)
+    retrain = create_model(
+        "RetrainConfig",
+        __base__=RetrainConfig,
+        aug=(_component_union("aug"), ...),
+        hpo=(_component_union("hpo"), ...),
+    )
+    fields["retrain"] = (retrain | None, None)
     fields["version"] = (Literal[1], 1)
     return create_model("RunConfig", __base__=StrictModel, **fields)
 
 
 def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    """``("retrain", "hpo", "fixed", "lr")`` -> ``"retrain.hpo.lr"`` (drops union tags)."""
     parts: list[str] = []
+    previous: Any = None
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif parts and parts[-1] in COMPONENT_FIELDS and isinstance(item, str) and not parts[-1].endswith("]"):
-            # Skip pydantic's union tag in the path: aug.kornia.temperature -> aug.temperature.
-            if len(parts) == 1 and item not in ("name",) and _is_tag(parts[0], item):
-                continue
-            parts.append(item)
-        else:
+        elif not (isinstance(previous, str) and _is_tag(previous, item)):
             parts.append(str(item))
-    return ".".join(p for p in parts).replace(".[", "[")
+        previous = item
+    return ".".join(parts).replace(".[", "[")
 
 
-def _is_tag(field: str, item: str) -> bool:
+def _is_tag(field: str, item: Any) -> bool:
     from dha_core.registry import get_registry
 
     kind = COMPONENT_FIELDS.get(field)
-    return kind is not None and item in get_registry().names(kind)
+    return kind is not None and isinstance(item, str) and item in get_registry().names(kind)
 
 
 def format_validation_error(exc: ValidationError, set_keys: tuple[str, ...] = ()) -> str:
@@ -180,6 +190,16 @@ def _normalize_components(raw: dict[str, Any]) -> dict[str, Any]:
             raise UserInputError(f"invalid config: {field}.name: expected a string")
         registry.get(kind, value["name"])  # raises with the available names
         data[field] = value
+    retrain = data.get("retrain")
+    if isinstance(retrain, dict):
+        retrain = dict(retrain)
+        for field, default in RETRAIN_DEFAULTS.items():
+            value = retrain.get(field, default)
+            value = {"name": value} if isinstance(value, str) else dict(value)
+            value.setdefault("name", default)
+            registry.get(field, value["name"])
+            retrain[field] = value
+        data["retrain"] = retrain
     return data
 
 

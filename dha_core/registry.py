@@ -165,7 +165,7 @@ def _build_registry() -> Registry:
     registry = Registry()
     registry.blocked_plugins = _blocked_from_env()
     registry.failed_plugins = _load_plugins(pm, registry.blocked_plugins)
-    for impl in reversed(pm.hook.dha_register.get_hookimpls()):
+    for impl in pm.hook.dha_register.get_hookimpls():
         registry._current_provider = impl.plugin_name
         try:
             impl.function(registry=registry)

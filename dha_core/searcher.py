@@ -352,6 +352,10 @@ class Searcher:
         return out
 
     def _checkpoint(self, stage: Stage, epoch: int, step_in_epoch: int) -> None:
+        if stage.step_fn.nonfinite_run > 0 or not _all_finite(stage.net):
+            # Keep the last good checkpoint while steps are skipped or weights have diverged.
+            log.warning("checkpoint at step %d not written: non-finite state", self.global_step)
+            return
         # Metrics first: on resume, rows past the checkpoint's step are dropped.
         self.metrics.save(self.run.metrics)
         atomic_save(
@@ -423,6 +427,10 @@ class Searcher:
         self.run.write_json(self.run.summary, summary)
         return SearchResult(model=model, genotype=genotype, summary=summary, selection=self.selection,
                             run_dir=self.run.path)
+
+
+def _all_finite(module: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in module.state_dict().values() if t.is_floating_point())
 
 
 def _top_level(report: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,141 @@
+"""The orchestrator: build/fit, the run directory contract, resume, non-finite steps, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+import dha_core
+from dha_core.checkpoint import load_checkpoint
+from dha_core.errors import NonFiniteError
+from tests.conftest import tiny_raw_config
+
+RUN_FILES = ["config.yaml", "summary.json", "model.pt", "genotype.json", "metrics.csv", "checkpoints/last.pt"]
+TIMING_KEYS = {"wall_s", "stage_wall_s"}
+
+
+def comparable(summary: dict[str, Any]) -> dict[str, Any]:
+    """Drops wall-clock fields, which legitimately differ between runs."""
+    return {k: v for k, v in summary.items() if k not in TIMING_KEYS}
+
+
+def test_build_fit_writes_run_dir(tmp_path: Path) -> None:
+    raw = tiny_raw_config(tmp_path / "runs")
+    searcher = dha_core.build(**{k: raw[k] for k in ("space", "relax", "aug", "hpo")}, dataset=raw["data"],
+                              train=raw["train"], output={"dir": str(tmp_path / "runs"), "name": "r"})
+    result = searcher.fit()
+    run = tmp_path / "runs" / "r"
+    for name in RUN_FILES:
+        assert (run / name).is_file(), name
+    assert list((run / "plots").glob("*.png"))
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("test_acc", "val_acc", "params", "flops", "genotype", "final_lr", "final_wd", "policy", "wall_s"):
+        assert key in summary
+    assert result.summary["test_acc"] == summary["test_acc"]
+    assert set(result.genotype) == {"cell/node0", "cell/node1"}
+    # model.pt reloads without pickled code and reproduces the outputs.
+    loaded = dha_core.load_model(run)
+    x = torch.rand(4, 3, 8, 8)
+    torch.testing.assert_close(loaded(x), result.model.cpu()(x), rtol=0, atol=0)
+    blob = torch.load(run / "model.pt", weights_only=True)
+    assert blob["format"] == "dha.model/1"
+
+
+def test_dotted_overrides_in_build(tmp_path: Path) -> None:
+    raw = tiny_raw_config(tmp_path)
+    searcher = dha_core.build(config=raw, **{"train.epochs": 3, "space.channels": 5})
+    assert searcher.config.train.epochs == 3 and searcher.config.space.channels == 5
+
+
+def test_same_seed_same_result(tmp_path: Path) -> None:
+    raw = tiny_raw_config(tmp_path / "a")
+    first = dha_core.build(config=raw).fit().summary
+    raw = tiny_raw_config(tmp_path / "b")
+    second = dha_core.build(config=raw).fit().summary
+    assert comparable(first) == comparable(second)
+
+
+def test_nonfinite_steps_stop_with_good_checkpoint(tmp_path: Path) -> None:
+    raw = tiny_raw_config(tmp_path / "runs", hpo={"name": "fixed", "lr": 1e12, "schedule": "constant"})
+    raw["train"].update({"max_nonfinite_steps": 3, "checkpoint_every": 1, "grad_clip": None, "epochs": 4})
+    searcher = dha_core.build(config=raw, output={"dir": str(tmp_path / "runs"), "name": "nan"})
+    with pytest.raises(NonFiniteError, match="3 consecutive non-finite"):
+        searcher.fit()
+    run = tmp_path / "runs" / "nan"
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    weights = state["stage_state"]["net"]
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+    assert not (run / "summary.json").exists()
+
+
+def _cli(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "dha_core.cli", "-q", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+
+
+def _long_tiny_config(tmp_path: Path) -> Path:
+    raw = tiny_raw_config(tmp_path / "runs")
+    raw["data"].update({"num_train": 512, "image_size": 16})
+    raw["space"]["channels"] = 8
+    raw["train"].update({"epochs": 8, "checkpoint_every": 3})
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _wait_for_checkpoint(run: Path, proc: subprocess.Popen[str], timeout: float = 120.0) -> None:
+    ckpt = run / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + timeout
+    while not ckpt.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
+    config = _long_tiny_config(tmp_path)
+    full = _cli("search", "--config", str(config), "--out", str(tmp_path / "full"))
+    assert full.wait(timeout=300) == 0, full.communicate()
+    reference = json.loads((tmp_path / "full" / "summary.json").read_text())
+
+    run = tmp_path / "killed"
+    proc = _cli("search", "--config", str(config), "--out", str(run))
+    _wait_for_checkpoint(run, proc)
+    time.sleep(0.4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (run / "summary.json").exists(), "the run finished before it could be killed; enlarge it"
+    resumed = _cli("resume", str(run))
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert comparable(json.loads((run / "summary.json").read_text())) == comparable(reference)
+    full_rows = (tmp_path / "full" / "metrics.csv").read_text().splitlines()
+    assert (run / "metrics.csv").read_text().splitlines() == full_rows
+
+
+def test_ctrl_c_writes_checkpoint_and_resumes(tmp_path: Path) -> None:
+    config = _long_tiny_config(tmp_path)
+    run = tmp_path / "interrupted"
+    proc = _cli("search", "--config", str(config), "--out", str(run))
+    _wait_for_checkpoint(run, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.fail("the run finished before Ctrl-C arrived; enlarge it")
+    assert proc.returncode == 130, err
+    assert "dha resume" in err
+    assert (run / "checkpoints" / "last.pt").is_file()
+    resumed = _cli("resume", str(run))
+    assert resumed.wait(timeout=300) == 0
+    assert (run / "summary.json").is_file()
