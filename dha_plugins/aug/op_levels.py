@@ -38,6 +38,7 @@ __all__ = [
     "enhance_factor",
     "shear_factor",
     "translate_fraction",
+    "round_to_8bit",
 ]
 
 MAX_LEVEL: float = 8.0
@@ -112,3 +113,15 @@ def shear_factor(level: T) -> T:
 def translate_fraction(level: T) -> T:
     """Translation as a fraction of the image width (X) or height (Y) at ``level``."""
     return 0.45 * level / MAX_LEVEL
+
+
+def round_to_8bit(images: torch.Tensor) -> torch.Tensor:
+    """Rounds ``[0, 1]`` images to the nearest of the 256 8-bit levels (still float).
+
+    Equalize and Posterize read 8-bit levels. PIL keeps images 8-bit between ops, so it
+    rounds; Kornia truncates ``x * 255`` and torchvision's float-to-uint8 conversion scales
+    by ``255.999`` before truncating, so a value such as ``254.99998 / 255`` (float round-off
+    of ``1 - x`` after Solarize, say) would read as 254 in one backend and 255 in the other.
+    Both backends therefore round first.
+    """
+    return images.mul(255.0).round_().div_(255.0)

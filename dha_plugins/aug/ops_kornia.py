@@ -108,7 +108,8 @@ def equalize(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode
     Returns:
         The equalized batch.
     """
-    return enhance.equalize(images)
+    # Rounded first: Kornia bins by truncating x * 255 (see op_levels.round_to_8bit).
+    return enhance.equalize(L.round_to_8bit(images))
 
 
 def invert(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
@@ -139,7 +140,8 @@ def posterize(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mod
         The posterized batch (values on the 8-bit grid).
     """
     bits = L.posterize_bits(level).to(images.device, non_blocking=True)
-    return enhance.posterize(images, bits)
+    # Rounded first: Kornia truncates x * 255 (see op_levels.round_to_8bit).
+    return enhance.posterize(L.round_to_8bit(images), bits)
 
 
 def solarize(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:

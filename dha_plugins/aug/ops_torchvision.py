@@ -37,8 +37,14 @@ def _auto_contrast(image: torch.Tensor, level: float, sign: float, interpolation
     return TF.autocontrast(image)
 
 
+def _to_uint8(image: torch.Tensor) -> torch.Tensor:
+    # Round to the nearest level, as PIL does between ops (see op_levels.round_to_8bit);
+    # torchvision's own float->uint8 conversion scales by 255.999 and truncates.
+    return image.mul(255.0).round_().to(torch.uint8)
+
+
 def _equalize(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode) -> torch.Tensor:
-    return TF.equalize(image)
+    return TF.equalize(_to_uint8(image)).to(image.dtype).div_(255.0)
 
 
 def _invert(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode) -> torch.Tensor:
@@ -51,10 +57,9 @@ def _rotate(image: torch.Tensor, level: float, sign: float, interpolation: Inter
 
 def _posterize(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode) -> torch.Tensor:
     # torchvision's float posterize keeps k / 2**bits, not the 8-bit value (k << (8 - bits)) / 255
-    # that PIL and the authors produce (up to 1/255 apart). Posterizing the 8-bit levels instead
-    # gives PIL's values; the levels truncate like Kornia's posterize, so the backends agree.
-    levels8 = image.mul(255.0).to(torch.uint8)
-    return TF.posterize(levels8, L.posterize_bits(level)).to(image.dtype).div_(255.0)
+    # that PIL and the authors produce (up to 1/255 apart). Posterizing the 8-bit levels gives
+    # PIL's values.
+    return TF.posterize(_to_uint8(image), L.posterize_bits(level)).to(image.dtype).div_(255.0)
 
 
 def _solarize(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode) -> torch.Tensor:

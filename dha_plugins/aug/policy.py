@@ -18,6 +18,7 @@ A subclass only implements :meth:`LearnablePolicy.apply_plan`.
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -50,7 +51,8 @@ class PolicyConfig(FixedOpsConfig):
         momentum: SGD momentum.
         nesterov: Nesterov momentum (needs ``momentum > 0``).
         weight_decay: L2 decay of ``tau`` (pulls it towards the uniform policy).
-        interpolation: Resampling of the geometric ops.
+        interpolation: Resampling of the geometric ops. ``nearest`` is PIL's default, so the
+            geometric ops reproduce the authors' PIL ops pixel for pixel; ``bilinear`` is smoother.
         metrics_top_k: Top entries logged by :meth:`LearnablePolicy.policy_step` every step.
         report_top_k: Top entries listed by :meth:`LearnablePolicy.report`.
 
@@ -66,7 +68,7 @@ class PolicyConfig(FixedOpsConfig):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
     weight_decay: float = Field(0.0, ge=0.0)
-    interpolation: Literal["bilinear", "nearest"] = "bilinear"
+    interpolation: Literal["nearest", "bilinear"] = "nearest"
     metrics_top_k: int = Field(3, ge=0)
     report_top_k: int = Field(10, ge=1)
 
@@ -224,8 +226,12 @@ class LearnablePolicy(AugmentationPolicy):
         return self.optimizer.state_dict()
 
     def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores what :meth:`optimizer_state_dict` returned."""
-        self.optimizer.load_state_dict(state)
+        """Restores what :meth:`optimizer_state_dict` returned.
+
+        The state is deep-copied first: ``Optimizer.load_state_dict`` may keep the caller's
+        momentum tensors, which would then be shared with (and mutated by) their source.
+        """
+        self.optimizer.load_state_dict(copy.deepcopy(state))
 
     # ------------------------------------------------------------------ sampling
 
@@ -311,9 +317,10 @@ class LearnablePolicy(AugmentationPolicy):
             plan: What :meth:`forward` returned for this batch.
 
         Returns:
-            ``policy_loss``, ``policy_entropy`` (nats, after the step) and, for
-            ``r = 1..metrics_top_k``, ``policy_top{r}_index`` (entry of the flattened ``tau``;
-            names via :meth:`entry_name`) and ``policy_top{r}_prob``.
+            ``loss`` (the policy loss), ``entropy`` (nats, after the step) and, for
+            ``r = 1..metrics_top_k``, ``top{r}_index`` (entry of the flattened ``tau``; names
+            via :meth:`entry_name`) and ``top{r}_prob``. The orchestrator prefixes the keys
+            (``policy/entropy``).
         """
         with torch.enable_grad():
             loss = self.policy_loss(per_sample_loss, plan)
@@ -327,25 +334,29 @@ class LearnablePolicy(AugmentationPolicy):
             # One host transfer for every logged number.
             values = torch.cat([loss.detach().float().view(1), entropy.view(1), top_p, top_i.float()]).tolist()
         k = top_p.numel()
-        metrics = {"policy_loss": values[0], "policy_entropy": values[1]}
+        metrics = {"loss": values[0], "entropy": values[1]}
         for r in range(k):
-            metrics[f"policy_top{r + 1}_index"] = values[2 + k + r]
-            metrics[f"policy_top{r + 1}_prob"] = values[2 + r]
+            metrics[f"top{r + 1}_index"] = values[2 + k + r]
+            metrics[f"top{r + 1}_prob"] = values[2 + r]
         return metrics
 
     def report(self) -> dict[str, Any]:
-        """Summary of the learned policy for ``summary.json``.
+        """Summary of the learned policy for ``summary.json`` and the ``tau`` heatmap.
 
         Returns:
-            ``policy`` (pair/single), ``ops``, ``entropy`` and ``max_entropy`` (nats) and
-            ``top`` (the ``report_top_k`` most likely entries with names and probabilities).
+            ``policy`` (pair/single), ``ops``, ``entropy`` and ``max_entropy`` (nats), ``top``
+            (the ``report_top_k`` most likely entries with names and probabilities) and the
+            full probabilities: ``pair_probs`` (``n x n`` nested list, row = op1) for pairs,
+            ``op_probs`` for single ops.
         """
+        probs = self.probabilities().cpu().tolist()
         return {
             "policy": self.config.policy,
             "ops": list(self.op_names),
             "entropy": self.entropy(),
             "max_entropy": math.log(self.tau.numel()),
             "top": self.top_entries(self.config.report_top_k),
+            ("pair_probs" if self.pair else "op_probs"): probs,
         }
 
     def extra_repr(self) -> str:
