@@ -7,12 +7,14 @@ quickstart run with no download.
 from __future__ import annotations
 
 import functools
+import io
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.io import decode_jpeg
+from PIL import Image
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from dha_core.errors import UserInputError
 from dha_core.hookspecs import hookimpl
@@ -39,8 +41,8 @@ def load_sample_split(split: str, path: Path = SAMPLE_ZIP) -> tuple[torch.Tensor
     with zipfile.ZipFile(path) as zf:
         for name in sorted(n for n in zf.namelist() if n.startswith(f"{split}/") and n.endswith(".jpg")):
             cls = name.split("/")[1]
-            raw = torch.frombuffer(bytearray(zf.read(name)), dtype=torch.uint8)
-            images.append(decode_jpeg(raw))
+            with Image.open(io.BytesIO(zf.read(name))) as img:
+                images.append(pil_to_tensor(img.convert("RGB")))
             labels.append(CIFAR10_CLASSES.index(cls))
     return torch.stack(images), torch.tensor(labels)
 
