@@ -37,7 +37,23 @@ class KorniaPolicyConfig(PolicyConfig):
 
 
 class KorniaPolicy(LearnablePolicy):
-    """The learnable policy applied to whole batches with Kornia (one call per op present)."""
+    """The learnable policy applied to whole batches with Kornia (one call per op present).
+
+    Per position the batch is gathered once into op order, so every op's samples form a
+    contiguous slice: each op runs on a view of its slice, the results are concatenated, and
+    the original sample order is restored once at the end. That is two full-batch copies per
+    position however many ops are present, instead of a gather and a scatter per op.
+    """
+
+    def __init__(self, config: KorniaPolicyConfig, data_spec: dict[str, Any] | None = None) -> None:
+        super().__init__(config, data_spec)
+        geometric = [i for i, name in enumerate(self.op_names) if name in AFFINE_MATRICES]
+        others = [i for i in range(self.num_ops) if i not in geometric]
+        # Sort ranks: ops in their own order, geometric ops last and adjacent, so that the
+        # fused warp covers one contiguous slice.
+        self._rank_to_op: list[int] = others + geometric
+        self._op_rank = torch.empty(self.num_ops, dtype=torch.long)
+        self._op_rank[torch.tensor(self._rank_to_op)] = torch.arange(self.num_ops)
 
     def apply_plan(self, images: torch.Tensor, plan: AugPlan) -> torch.Tensor:
         """Applies op1 then op2 of every sample, one Kornia call per (position, op) present.
@@ -57,44 +73,44 @@ class KorniaPolicy(LearnablePolicy):
         size = (int(images.shape[-2]), int(images.shape[-1]))
         fuse = self.config.fuse_geometric
         out = images
+        # samples[j] is the original index of out[j]; None while out is in the original order.
+        samples: torch.Tensor | None = None
         for pos in range(plan.ops.shape[1]):
-            column = plan.ops[:, pos]
-            levels, signs = plan.levels[:, pos], plan.signs[:, pos]
-            # Grouping on CPU (where the plan lives) keeps the device free of syncs: one
-            # stable sort, then contiguous runs of equal op index.
-            order = torch.argsort(column, stable=True)
-            counts = torch.bincount(column, minlength=self.num_ops).tolist()
-            calls: list[tuple[torch.Tensor, str | None]] = []  # (members, op name or None = fused warp)
-            geometric: list[torch.Tensor] = []
-            for op, members in enumerate(torch.split(order, counts)):
-                if members.numel() == 0 or op == self.identity_index:
-                    continue
-                name = self.op_names[op]
-                if fuse and name in AFFINE_MATRICES:
-                    geometric.append(members)
-                else:
-                    calls.append((members, name))
-            if geometric:
-                calls.append((torch.cat(geometric), None))
-            if not calls:
+            column = plan.ops[:, pos] if samples is None else plan.ops[samples, pos]
+            if self.identity_index >= 0 and bool((column == self.identity_index).all()):
                 continue
-            result = out.clone()
-            for members, name in calls:
-                rows = members.to(images.device, non_blocking=True)
-                batch = out.index_select(0, rows)
-                if name is None:
-                    matrices = torch.cat(
-                        [
-                            AFFINE_MATRICES[self.op_names[int(column[m[0]])]](levels[m], signs[m], size)
-                            for m in geometric
-                        ]
-                    )
-                    augmented = warp(batch, matrices, mode)
+            # All grouping happens on CPU, where the plan lives: no device syncs.
+            order = torch.argsort(self._op_rank[column], stable=True)
+            samples = order if samples is None else samples[order]
+            ops, levels, signs = plan.ops[samples, pos], plan.levels[samples, pos], plan.signs[samples, pos]
+            counts = torch.bincount(ops, minlength=self.num_ops).tolist()
+            current = out.index_select(0, order.to(images.device, non_blocking=True))
+            pieces: list[torch.Tensor] = []
+            matrices: list[torch.Tensor] = []
+            start = fused_start = 0
+            for op in self._rank_to_op:
+                count = counts[op]
+                if count == 0:
+                    continue
+                stop = start + count
+                name = self.op_names[op]
+                if op == self.identity_index:
+                    pieces.append(current[start:stop])
+                elif fuse and name in AFFINE_MATRICES:
+                    if not matrices:
+                        fused_start = start
+                    matrices.append(AFFINE_MATRICES[name](levels[start:stop], signs[start:stop], size))
                 else:
-                    augmented = KORNIA_OPS[name](batch, levels[members], signs[members], mode)
-                result.index_copy_(0, rows, augmented.to(result.dtype))
-            out = result
-        return out
+                    pieces.append(KORNIA_OPS[name](current[start:stop], levels[start:stop], signs[start:stop], mode))
+                start = stop
+            if matrices:  # geometric ranks come last, so the fused slice is the tail
+                pieces.append(warp(current[fused_start:], torch.cat(matrices), mode))
+            out = torch.cat(pieces) if len(pieces) > 1 else pieces[0].contiguous()
+        if samples is None:
+            return images
+        restore = torch.empty_like(samples)
+        restore[samples] = torch.arange(samples.numel())
+        return out.index_select(0, restore.to(images.device, non_blocking=True))
 
 
 def create_kornia(config: KorniaPolicyConfig, data_spec: dict[str, Any] | None = None, **_: Any) -> KorniaPolicy:
