@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import kornia
-import numpy as np
 import torch
 import torchvision
 from kornia.augmentation import auto as kauto
@@ -213,5 +212,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     main()

@@ -121,12 +121,16 @@ class KorniaAutoPolicy(AugmentationPolicy):
         return self.fixed_ops.post(images, generator), None
 
 
-def create_autoaugment(config: AutoAugmentConfig, data_spec: dict[str, Any] | None = None, **_: Any) -> KorniaAutoPolicy:
+def create_autoaugment(
+    config: AutoAugmentConfig, data_spec: dict[str, Any] | None = None, **_: Any
+) -> KorniaAutoPolicy:
     """AutoAugment (fixed published policy) through kornia.augmentation.auto."""
     return KorniaAutoPolicy(kauto.AutoAugment(policy=config.policy), config, data_spec)
 
 
-def create_randaugment(config: RandAugmentConfig, data_spec: dict[str, Any] | None = None, **_: Any) -> KorniaAutoPolicy:
+def create_randaugment(
+    config: RandAugmentConfig, data_spec: dict[str, Any] | None = None, **_: Any
+) -> KorniaAutoPolicy:
     """RandAugment (n ops at magnitude m) through kornia.augmentation.auto."""
     return KorniaAutoPolicy(kauto.RandAugment(n=config.n, m=config.m), config, data_spec)
 

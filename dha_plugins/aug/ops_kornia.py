@@ -76,7 +76,9 @@ def identity(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode
     return images
 
 
-def auto_contrast(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+def auto_contrast(
+    images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear"
+) -> torch.Tensor:
     """Stretches each channel of each image to ``[0, 1]`` (PIL ``autocontrast``, no cutoff).
 
     ``kornia.enhance.normalize_min_max`` maps a constant channel to 0, whereas PIL and
@@ -351,7 +353,8 @@ def warp(images: torch.Tensor, matrices: torch.Tensor, mode: str = "bilinear") -
         The warped batch.
     """
     matrices = matrices.to(device=images.device, dtype=images.dtype, non_blocking=True)
-    return KT.warp_affine(images, matrices, tuple(images.shape[-2:]), mode=mode, padding_mode="zeros", align_corners=True)
+    size = (int(images.shape[-2]), int(images.shape[-1]))
+    return KT.warp_affine(images, matrices, size, mode=mode, padding_mode="zeros", align_corners=True)
 
 
 def _size(images: torch.Tensor) -> tuple[int, int]:

@@ -134,10 +134,14 @@ class AugPlan:
         names = tuple(op_names)
         op_idx = torch.tensor([[names.index(o) for o in row] for row in ops], dtype=torch.long)
         shape = op_idx.shape
-        lv = torch.full(shape, float(levels)) if isinstance(levels, (int, float)) else torch.tensor(levels, dtype=torch.float32)
-        sg = torch.full(shape, float(signs)) if isinstance(signs, (int, float)) else torch.tensor(signs, dtype=torch.float32)
+
+        def per_op(value: Sequence[Sequence[float]] | float) -> torch.Tensor:
+            if isinstance(value, (int, float)):
+                return torch.full(shape, float(value))
+            return torch.tensor(value, dtype=torch.float32).reshape(shape)
+
         index = op_idx[:, 0] * len(names) + op_idx[:, 1] if shape[1] == 2 else op_idx[:, 0]
-        return cls(index=index, ops=op_idx, levels=lv.float(), signs=sg.float(), op_names=names)
+        return cls(index=index, ops=op_idx, levels=per_op(levels), signs=per_op(signs), op_names=names)
 
     def describe(self, i: int) -> list[tuple[str, float, float]]:
         """``[(op name, level, sign), ...]`` for sample ``i``."""
