@@ -1,0 +1,247 @@
+"""Per-step cost of the hyper-optimizers on one DARTS child network (issue 6).
+
+Measures one training iteration (forward, backward, grad clipping, optimizer step) of a
+DARTS child (the DARTS_V2 genotype, built through the registry) at batch 64, 32x32, under:
+
+* ``plain``: ``torch.optim.SGD`` (momentum 0.9, wd 3e-4; the reference),
+* ``fixed``: ``hpo=fixed`` (the shared weight-update core, same math as ``plain``),
+* ``next_train``: ``hpo=hypergrad`` using the next training gradient (no extra pass),
+* ``held_out``: ``hpo=hypergrad`` with a held-out hyper batch as large as the training batch.
+
+The variants run interleaved in rounds, each on its own copy of the network, and the
+figure per variant is the median over rounds of the mean step time in a round; this keeps
+slow drift of a shared machine from favouring whichever variant runs first. By default the
+clock is the process CPU time on one torch thread: on a machine shared with other jobs,
+wall time mostly measures the neighbours (``--clock wall`` and ``--threads`` change this;
+both clocks are recorded). The optimizer step alone (gradients given, no forward/backward,
+the held-out closure returning stored gradients) is timed separately to show where any
+overhead comes from.
+
+Goals: ``next_train`` at most 1.05x ``plain``, ``held_out`` at most 2.05x ``plain``.
+
+Usage::
+
+    python benchmarks/bench_hpo.py [--quick] [--json docs/results/hpo.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dha_core import get_registry
+from dha_core.interfaces import HyperOptimizer
+
+GOALS = {"next_train_vs_plain": 1.05, "held_out_vs_plain": 2.05}
+VARIANTS = ("plain", "fixed", "next_train", "held_out")
+
+
+def build_child(c: int, layers: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The DARTS_V2 child of ``space=darts`` for CIFAR-shaped data."""
+    from dha_plugins.spaces.darts import DARTS_V2
+
+    registry = get_registry()
+    cfg = registry.get("space", "darts").config(C=c, layers=layers)
+    space = registry.create("space", cfg, data_spec={"num_classes": 10, "channels": 3, "image_size": 32})
+    child = space.build_child(space.selection_from_genotype(DARTS_V2))
+    return child, {"space": "darts", "genotype": "DARTS_V2", "C": c, "layers": layers}
+
+
+def param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """backbone (conv/linear weights) and no_decay (BN and biases), as the orchestrator splits them."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"name": "backbone", "params": decay}, {"name": "no_decay", "params": no_decay}]
+
+
+class Runner:
+    """One variant: its own network copy, optimizer and step function."""
+
+    def __init__(self, variant: str, model: nn.Module, total_steps: int) -> None:
+        self.variant = variant
+        self.model = copy.deepcopy(model).train()
+        groups = param_groups(self.model)
+        self.params = [p for g in groups for p in g["params"]]
+        self.torch_opt: torch.optim.Optimizer | None = None
+        self.hpo: HyperOptimizer | None = None
+        registry = get_registry()
+        if variant == "plain":
+            self.torch_opt = torch.optim.SGD(
+                [{"params": groups[0]["params"], "weight_decay": 3e-4}, {"params": groups[1]["params"], "weight_decay": 0.0}],
+                lr=0.025,
+                momentum=0.9,
+            )
+        elif variant == "fixed":
+            self.hpo = registry.create("hpo", registry.get("hpo", "fixed").config())
+        else:
+            self.hpo = registry.create("hpo", registry.get("hpo", "hypergrad").config(hyper_batch=variant))
+        if self.hpo is not None:
+            self.hpo.attach(groups, total_steps)
+
+    def optimizer_step_only(self, grads: list[torch.Tensor]) -> None:
+        """Just the optimizer's step on stored gradients (held_out: the closure returns them)."""
+        for p, g in zip(self.params, grads, strict=True):
+            p.grad = g.clone()
+        if self.torch_opt is not None:
+            self.torch_opt.step()
+        else:
+            assert self.hpo is not None
+            self.hpo.step((lambda: grads) if self.hpo.hyper_batch == "held_out" else None)
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], hyper: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """One iteration as the orchestrator runs it."""
+        x, y = batch
+        if self.torch_opt is not None:
+            self.torch_opt.zero_grad(set_to_none=True)
+        else:
+            assert self.hpo is not None
+            self.hpo.zero_grad()
+        nn.functional.cross_entropy(self.model(x), y).backward()
+        nn.utils.clip_grad_norm_(self.params, 5.0)
+        if self.torch_opt is not None:
+            self.torch_opt.step()
+            return
+        assert self.hpo is not None
+
+        def hyper_grad() -> list[torch.Tensor | None]:
+            loss = nn.functional.cross_entropy(self.model(hyper[0]), hyper[1])
+            return list(torch.autograd.grad(loss, self.params, allow_unused=True))
+
+        self.hpo.step(hyper_grad if self.hpo.hyper_batch == "held_out" else None)
+
+
+def _step_only_ms(model: nn.Module, repeats: int) -> dict[str, float]:
+    """CPU ms of each variant's optimizer step alone, on the gradients of one batch."""
+    probe = copy.deepcopy(model)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    nn.functional.cross_entropy(probe(x), y).backward()
+    grads = [p.grad.detach().clone() for g in param_groups(probe) for p in g["params"]]
+    out = {}
+    for v in VARIANTS:
+        runner = Runner(v, probe, repeats + 2)
+        for _ in range(2):
+            runner.optimizer_step_only(grads)
+        start = time.process_time()
+        for _ in range(repeats):
+            runner.optimizer_step_only(grads)
+        out[v] = 1e3 * (time.process_time() - start) / repeats
+    return out
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    model, model_info = build_child(args.C, args.layers)
+    n_params = sum(p.numel() for p in model.parameters())
+    gen = torch.Generator().manual_seed(0)
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(args.batch, 3, 32, 32, generator=gen), torch.randint(0, 10, (args.batch,), generator=gen)
+
+    data = [batch() for _ in range(4)]
+    hyper = batch()  # the held-out batch: same size as the training batch
+    total = args.warmup + args.rounds * args.steps
+    runners = {v: Runner(v, model, total) for v in VARIANTS}
+    for r in runners.values():
+        for i in range(args.warmup):
+            r.step(data[i % len(data)], hyper)
+    rounds: dict[str, dict[str, list[float]]] = {"cpu": {v: [] for v in VARIANTS}, "wall": {v: [] for v in VARIANTS}}
+    for rnd in range(args.rounds):
+        order = VARIANTS if rnd % 2 == 0 else VARIANTS[::-1]  # alternate to cancel order effects
+        for v in order:
+            cpu, wall = time.process_time(), time.perf_counter()
+            for i in range(args.steps):
+                runners[v].step(data[i % len(data)], hyper)
+            rounds["cpu"][v].append((time.process_time() - cpu) / args.steps)
+            rounds["wall"][v].append((time.perf_counter() - wall) / args.steps)
+    medians = {clock: {v: 1e3 * statistics.median(t) for v, t in r.items()} for clock, r in rounds.items()}
+    ms = medians[args.clock]
+    spread = {v: 1e3 * (max(t) - min(t)) for v, t in rounds[args.clock].items()}
+    ratios = {
+        "next_train_vs_plain": ms["next_train"] / ms["plain"],
+        "held_out_vs_plain": ms["held_out"] / ms["plain"],
+    }
+    final = {v: r.hpo.hyperparameters() for v, r in runners.items() if r.hpo is not None}
+    return {
+        "benchmark": "bench_hpo",
+        "mode": "quick" if args.quick else "full",
+        "model": model_info | {"params": n_params, "batch": args.batch, "image_size": 32},
+        "protocol": {"warmup_steps": args.warmup, "rounds": args.rounds, "steps_per_round": args.steps,
+                     "statistic": "median over rounds of the mean step time", "grad_clip": 5.0,
+                     "hyper_batch_size": args.batch},
+        "clock": args.clock,
+        "per_step_ms": ms,
+        "round_spread_ms": spread,
+        "per_step_ms_by_clock": medians,
+        "optimizer_step_only_cpu_ms": _step_only_ms(model, args.step_repeats),
+        "ratios": ratios,
+        "fixed_vs_plain": ms["fixed"] / ms["plain"],
+        "goals": GOALS,
+        "goals_met": {k: ratios[k] <= GOALS[k] for k in GOALS},
+        "final_hyperparameters": final,
+        "environment": {
+            "torch": torch.__version__,
+            "device": "cpu",
+            "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(),
+        },
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The results table for docs/hpo.md."""
+    ms, plain = result["per_step_ms"], result["per_step_ms"]["plain"]
+    goal = {"next_train": "<= 1.05x", "held_out": "<= 2.05x"}
+    lines = ["| variant | ms / step | vs plain | goal | met |", "|---|---:|---:|---|---|"]
+    for v in VARIANTS:
+        key = f"{v}_vs_plain"
+        met = "" if key not in result["goals_met"] else ("yes" if result["goals_met"][key] else "**no**")
+        lines.append(f"| {v} | {ms[v]:.1f} | {ms[v] / plain:.3f}x | {goal.get(v, '')} | {met} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Fewer rounds and a smaller child (< 1 min on 2 cores).")
+    parser.add_argument("--json", type=Path, default=None, help="Write the results here.")
+    parser.add_argument("--C", type=int, default=None, help="Child width (default 8; 4 with --quick).")
+    parser.add_argument("--layers", type=int, default=None, help="Child cells (default 5; 3 with --quick).")
+    parser.add_argument("--batch", type=int, default=64, help="Training batch = hyper batch size.")
+    parser.add_argument("--rounds", type=int, default=None, help="Timing rounds (default 5; 3 with --quick).")
+    parser.add_argument("--steps", type=int, default=None, help="Steps per round (default 3; 1 with --quick).")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--step-repeats", type=int, default=None, help="Repeats of the step-only timing (default 50; 20 with --quick).")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads.")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="Clock of the headline figures.")
+    args = parser.parse_args(argv)
+    quick: Callable[[int, int], int] = lambda full, small: small if args.quick else full  # noqa: E731
+    args.C = args.C or quick(8, 4)
+    args.layers = args.layers or quick(5, 3)
+    args.rounds = args.rounds or quick(5, 3)
+    args.steps = args.steps or quick(3, 1)
+    args.step_repeats = args.step_repeats or quick(50, 20)
+    result = measure(args)
+    keys = ("model", "clock", "per_step_ms", "per_step_ms_by_clock", "optimizer_step_only_cpu_ms", "ratios", "goals_met")
+    print(json.dumps({k: result[k] for k in keys}, indent=2))
+    print(markdown(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
