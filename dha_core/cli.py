@@ -113,7 +113,7 @@ def _print_summary(summary: dict[str, Any], run_dir: Path | None) -> None:
         ("steps", str(summary["steps"])),
         ("wall time", f"{summary['wall_s']:.1f}s"),
     ]
-    top = summary.get("policy", {}).get("top_pairs")
+    top = summary.get("policy", {}).get("top")
     if top:
         rows.append(("top policy pairs", ", ".join(_pair(t) for t in top[:3])))
     if run_dir is not None:

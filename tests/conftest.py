@@ -7,6 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+
+# Tests use tiny tensors: one intra-op thread avoids thread hand-off overhead that dominates
+# at this size (and subprocesses inherit it through the environment).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
