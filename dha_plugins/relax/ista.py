@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -195,11 +196,10 @@ class IstaRelaxation(ArchRelaxation):
             s = min(s, len(g.edges) * len(allowed_ops(g)))
             A = measurement_matrix(c.code_dim, g.size, c.matrix, gen)
             b = c.init_std * torch.randn(c.code_dim, generator=gen)
-            node = IstaNode(g, A, b, s)
-            x = self._solve(node)
-            node.set_code(x, self._support_of(node, x))
-            nodes.append(node)
+            nodes.append(IstaNode(g, A, b, s))
         self.nodes = nn.ModuleList(nodes)
+        for node, x in zip(self.nodes, self._solve(list(self.nodes)), strict=True):
+            node.set_code(x, self._support_of(node, x))
         if (c.max_params or c.max_flops) and self.groups and getattr(space, "selection_cost", None) is None:
             log.warning("ista: max_params/max_flops are set but no space with selection_cost was given; "
                         "the limits are not enforced")
@@ -291,10 +291,8 @@ class IstaRelaxation(ArchRelaxation):
         xs = {n.group.name: n.x for n in self.nodes}
         supports = {n.group.name: n._support for n in self.nodes}
         dists: dict[str, float] = {}
-        for node in self.nodes:
-            if node._frozen:
-                continue
-            x = self._solve(node)
+        active = [n for n in self.nodes if not n._frozen]
+        for node, x in zip(active, self._solve(active), strict=True):
             xs[node.group.name] = x
             supports[node.group.name] = self._support_of(node, x)
             dists[node.group.name] = float((x - node.x).norm())
@@ -332,12 +330,23 @@ class IstaRelaxation(ArchRelaxation):
         })
         return events
 
-    def _solve(self, node: IstaNode) -> torch.Tensor:
+    def _solve(self, nodes: Sequence[IstaNode]) -> list[torch.Tensor]:
+        """Recovers ``x`` for ``nodes`` in one batched FISTA call.
+
+        Nodes with fewer candidates are padded with zero columns of ``A``, whose entries
+        of ``x`` stay zero, so one call solves every node exactly as separate calls would.
+        """
+        if not nodes:
+            return []
         c = self.config
-        res = fista(node.A, node.b.detach(), c.lam, x0=node.x, max_iter=c.fista_max_iter, tol=c.fista_tol)
+        n_max = max(node.x.numel() for node in nodes)
+        A = torch.stack([F.pad(node.A.detach(), (0, n_max - node.x.numel())) for node in nodes])
+        b = torch.stack([node.b.detach() for node in nodes])
+        x0 = torch.stack([F.pad(node.x, (0, n_max - node.x.numel())) for node in nodes])
+        res = fista(A, b, c.lam, x0=x0, max_iter=c.fista_max_iter, tol=c.fista_tol)
         if not res.converged:
-            log.warning("ista: FISTA did not converge for node %s in %d iterations", node.group.name, res.iterations)
-        return res.x.to(node.x)
+            log.warning("ista: FISTA did not converge in %d iterations; using the last iterate", res.iterations)
+        return [res.x[i, : node.x.numel()].to(node.x) for i, node in enumerate(nodes)]
 
     def _support_of(self, node: IstaNode, x: torch.Tensor) -> list[int]:
         return top_s_support(x, node.sparsity, len(node.group.ops), allowed_ops(node.group), self.config.distinct_edges)

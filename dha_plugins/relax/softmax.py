@@ -163,7 +163,7 @@ class SoftmaxRelaxation(ArchRelaxation):
         if penalty is not None:
             # The penalty does not involve the weights, so its gradient simply adds.
             grads = [g + p for g, p in zip(grads, grads_or_zeros(penalty, params), strict=True)]
-            metrics["softmax/penalty"] = float(penalty)
+            metrics["softmax/penalty"] = float(penalty.detach())
         self.apply_grads(grads)
         return metrics
 
@@ -177,7 +177,7 @@ class SoftmaxRelaxation(ArchRelaxation):
         out: dict[str, Any] = {"relax": "softmax", "order": self.config.order}
         cost = self.expected_cost()
         if cost is not None:
-            out[f"expected_{self.config.penalty_metric}"] = float(cost)
+            out[f"expected_{self.config.penalty_metric}"] = float(cost.detach())
         return out
 
 

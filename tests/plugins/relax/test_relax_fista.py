@@ -55,15 +55,41 @@ def test_fista_large_lambda_gives_zero_and_zero_lambda_least_squares() -> None:
     assert torch.allclose(fista(A, b, 0.0).x, lstsq, atol=1e-8)
 
 
-def test_fista_keeps_dtype_device_and_accepts_warm_start() -> None:
+def test_fista_keeps_dtype_and_accepts_warm_start() -> None:
     gen = torch.Generator().manual_seed(5)
     A = torch.randn(7, 14, generator=gen)
     b = torch.randn(7, generator=gen)
-    cold = fista(A, b, 0.05)
-    warm = fista(A, b, 0.05, x0=cold.x)
+    cold = fista(A, b, 0.05, continuation=False)
+    warm = fista(A, b, 0.05, x0=cold.x, continuation=False)
     assert cold.x.dtype == torch.float32 and cold.x.shape == (14,)
     assert warm.iterations < cold.iterations
     assert torch.allclose(warm.x, cold.x, atol=1e-6)
+
+
+def test_continuation_reaches_the_same_minimiser_faster_for_small_lambda() -> None:
+    # The ISTA-NAS regime: lam is tiny next to ||A^T b||, where plain FISTA crawls.
+    gen = torch.Generator().manual_seed(8)
+    A = torch.randn(7, 14, generator=gen, dtype=torch.float64) / 7**0.5
+    b = 0.5 * torch.randn(7, generator=gen, dtype=torch.float64)
+    fast = fista(A, b, 1e-5)
+    slow = fista(A, b, 1e-5, continuation=False, max_iter=200_000)
+    assert fast.converged and slow.converged
+    assert fast.iterations * 5 < slow.iterations
+    assert torch.allclose(fast.x, slow.x, atol=1e-9)
+
+
+def test_batched_problems_match_separate_solves_and_padding_stays_zero() -> None:
+    gen = torch.Generator().manual_seed(9)
+    As = [torch.randn(7, n, generator=gen, dtype=torch.float64) for n in (8, 14, 21)]
+    bs = [torch.randn(7, generator=gen, dtype=torch.float64) for _ in As]
+    # Pad every problem to 21 columns with zeros, as the ISTA relaxation does.
+    A = torch.stack([torch.nn.functional.pad(a, (0, 21 - a.shape[1])) for a in As])
+    batch = fista(A, torch.stack(bs), 0.02)
+    assert batch.converged and batch.x.shape == (3, 21)
+    for i, (a, b) in enumerate(zip(As, bs)):
+        alone = fista(a, b, 0.02).x
+        assert torch.allclose(batch.x[i, : a.shape[1]], alone, atol=1e-10)
+        assert torch.equal(batch.x[i, a.shape[1]:], torch.zeros(21 - a.shape[1], dtype=torch.float64))
 
 
 def test_fista_zero_matrix_and_bad_input() -> None:
@@ -79,8 +105,9 @@ def test_fista_reports_non_convergence() -> None:
     gen = torch.Generator().manual_seed(6)
     A = torch.randn(7, 35, generator=gen, dtype=torch.float64)
     b = torch.randn(7, generator=gen, dtype=torch.float64)
-    res = fista(A, b, 1e-4, max_iter=3)
+    res = fista(A, b, 1e-4, max_iter=3, continuation=False)
     assert not res.converged and res.iterations == 3
+    assert fista(A, b, 1e-4, max_iter=3).iterations == 3  # the cap covers every stage
 
 
 def test_soft_threshold() -> None:
