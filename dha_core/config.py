@@ -64,7 +64,7 @@ class TrainConfig(StrictModel):
     aux_weight: float = Field(0.4, ge=0, description="Weight of the auxiliary head's loss, where the space has one.")
     finetune_epochs: int = Field(0, ge=0, description="Optional fine-tuning of the derived child.")
     max_steps_per_epoch: int | None = Field(None, ge=1)
-    time_budget_s: float | None = Field(None, gt=0, description="Stop the search after this many seconds.")
+    time_budget_s: float | None = Field(None, gt=0, description="Stop the search stage after this many seconds.")
     max_nonfinite_steps: int = Field(5, ge=1, description="Consecutive non-finite steps before the run stops.")
     checkpoint_every: int = Field(50, ge=1, description="Steps between checkpoints (also at every epoch end).")
     log_every: int = Field(1, ge=1)
@@ -104,6 +104,7 @@ class RetrainConfig(StrictModel):
     """
 
     epochs: int = Field(10, ge=1)
+    time_budget_s: float | None = Field(None, gt=0, description="Stop the retrain stage after this many seconds.")
 
 
 RETRAIN_DEFAULTS: dict[str, str] = {"aug": "kornia", "hpo": "hypergrad"}

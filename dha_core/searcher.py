@@ -183,6 +183,15 @@ class Searcher:
                             val_stream.next, cfg.grad_clip, cfg.aux_weight, cfg.max_nonfinite_steps, generator)
         return Stage(name, net, relax, aug, hpo, epochs, steps, train_stream, val_stream, step_fn, generator)
 
+    def prepare(self) -> None:
+        """Builds the dataset (all splits) and the space; nothing is written."""
+        self.bundle = comp.build_dataset(self.config)
+        self.space: SearchSpace = comp.build_space(self.config.space, self.bundle.spec)
+
+    def search_stage(self) -> Stage:
+        """The search stage's components, ready to step (after :meth:`prepare`)."""
+        return self._search_stage()
+
     def _search_stage(self) -> Stage:
         supernet = self.space.build_supernet()
         relax = comp.build_relax(self.config.relax, self.space, supernet)
@@ -225,8 +234,7 @@ class Searcher:
         cfg = self.config
         resume = self._resume_state
         seed_everything(cfg.train.seed)
-        self.bundle = comp.build_dataset(cfg)
-        self.space: SearchSpace = comp.build_space(cfg.space, self.bundle.spec)
+        self.prepare()
         if resume is None:
             RunDir.check_new(self.run.path, cfg.output.overwrite)
         self.run.create()
@@ -297,7 +305,7 @@ class Searcher:
                     self.stage_walls[stage.name] = time.perf_counter() - stage_start
                     if self.global_step % cfg.checkpoint_every == 0:
                         self._checkpoint(stage, epoch, step_in_epoch)
-                    if self._over_budget():
+                    if self._over_budget(stage):
                         stop_reason = "time_budget"
                         break
                 bar.close()
@@ -321,9 +329,11 @@ class Searcher:
         if cfg.progress:
             tqdm.write(f"{stage.name}: {epoch} epochs, {self.stage_walls.get(stage.name, 0.0):.1f}s")
 
-    def _over_budget(self) -> bool:
+    def _over_budget(self, stage: Stage) -> bool:
         budget = self.config.train.time_budget_s
-        return budget is not None and self._elapsed() >= budget
+        if stage.name == "retrain" and self.config.retrain is not None:
+            budget = self.config.retrain.time_budget_s
+        return budget is not None and self.stage_walls.get(stage.name, 0.0) >= budget
 
     def _elapsed(self) -> float:
         return self.wall_before + (time.perf_counter() - self._start)

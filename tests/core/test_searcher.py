@@ -84,11 +84,23 @@ def _cli(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, env=env, **kwargs)
 
 
-def _long_tiny_config(tmp_path: Path) -> Path:
+DHA_COMPONENTS = {
+    "space": {"name": "darts", "C": 4, "layers": 3, "nodes": 2},
+    "relax": {"name": "ista", "recover_every": 4},
+    "aug": {"name": "kornia"},
+    "hpo": {"name": "hypergrad", "hyper_batch": "held_out"},
+}
+
+
+def _long_tiny_config(tmp_path: Path, components: dict[str, Any] | None = None) -> Path:
     raw = tiny_raw_config(tmp_path / "runs")
     raw["data"].update({"num_train": 512, "image_size": 16})
     raw["space"]["channels"] = 8
     raw["train"].update({"epochs": 8, "checkpoint_every": 3})
+    if components:
+        raw.update(components)
+        raw["data"].update({"num_train": 192})
+        raw["train"].update({"epochs": 3, "batch_size": 16})
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -103,8 +115,9 @@ def _wait_for_checkpoint(run: Path, proc: subprocess.Popen[str], timeout: float 
         time.sleep(0.01)
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:
-    config = _long_tiny_config(tmp_path)
+@pytest.mark.parametrize("components", [None, DHA_COMPONENTS], ids=["toy", "dha"])
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, components: dict[str, Any] | None) -> None:
+    config = _long_tiny_config(tmp_path, components)
     full = _cli("search", "--config", str(config), "--out", str(tmp_path / "full"))
     assert full.wait(timeout=300) == 0, full.communicate()
     reference = json.loads((tmp_path / "full" / "summary.json").read_text())
@@ -139,3 +152,12 @@ def test_ctrl_c_writes_checkpoint_and_resumes(tmp_path: Path) -> None:
     resumed = _cli("resume", str(run))
     assert resumed.wait(timeout=300) == 0
     assert (run / "summary.json").is_file()
+
+
+def test_time_budget_stops_search(tmp_path: Path) -> None:
+    raw = tiny_raw_config(tmp_path / "runs")
+    raw["train"].update({"epochs": 10_000, "time_budget_s": 1.0})
+    result = dha_core.build(config=raw).fit()
+    assert result.summary["stopped_early"] == "time_budget"
+    assert result.summary["stage_wall_s"]["search"] < 30
+    assert result.summary["steps"] < 10_000 * 5

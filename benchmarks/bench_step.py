@@ -1,0 +1,220 @@
+"""Per-iteration cost of the DHA joint step versus a plain step and the DARTS 2nd-order step.
+
+All variants use the same DARTS supernet (same config and seed) and batch, built through
+``dha_core.Searcher`` exactly as a search builds them:
+
+* ``plain``: ``relax=ista`` weights (sparse), ``aug=kornia`` applied, ``hpo=fixed``; the
+  architecture and policy updates are switched off: forward, backward, clip, SGD step.
+* ``dha_held_out``: the full joint step (ISTA arch step, policy step, hypergradient with a
+  held-out batch as large as the training batch).
+* ``dha_next_train``: the same with the hypergradient from the next training gradient.
+* ``darts2``: ``relax=softmax`` second order (dense supernet, unrolled step), ``aug=standard``,
+  ``hpo=fixed``: a DARTS iteration.
+
+Variants run interleaved in rounds (order reversed every other round) on one torch
+thread; the headline figure is the minimum over rounds of the mean process-CPU time per
+step (interference from other jobs only adds time). Wall-clock figures are recorded too.
+The policy's share of the DHA step (augmentation + policy step) is measured by timing
+those calls inside the held-out step.
+
+Goals: DHA held_out <= 2.2x plain, next_train <= 1.15x plain, DHA cheaper than DARTS 2nd order.
+
+Usage::
+
+    python benchmarks/bench_step.py [--quick] [--json docs/results/step.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dha_core.config import resolve_config
+from dha_core.searcher import Searcher
+from dha_core.stage import Stage
+
+GOALS = {"dha_held_out_vs_plain": 2.2, "dha_next_train_vs_plain": 1.15}
+VARIANTS = ("plain", "dha_held_out", "dha_next_train", "darts2")
+DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+
+
+def variant_config(name: str, c: int, layers: int, batch: int, image_size: int) -> dict[str, Any]:
+    relax, aug, hpo = {"name": "ista"}, {"name": "kornia"}, {"name": "fixed"}
+    if name == "dha_held_out":
+        hpo = {"name": "hypergrad", "hyper_batch": "held_out"}
+    elif name == "dha_next_train":
+        hpo = {"name": "hypergrad", "hyper_batch": "next_train"}
+    elif name == "darts2":
+        relax, aug = {"name": "softmax", "order": "second"}, {"name": "standard"}
+    return {
+        "space": {"name": "darts", "C": c, "layers": layers},
+        "relax": relax,
+        "aug": aug,
+        "hpo": hpo,
+        "data": {"name": "synthetic", "num_train": 8 * batch, "num_test": 8, "image_size": image_size,
+                 "val_fraction": 0.5},
+        "train": {"batch_size": batch, "device": "cpu", "progress": False, "seed": 0},
+    }
+
+
+def build_stage(name: str, args: argparse.Namespace) -> Stage:
+    searcher = Searcher(resolve_config(variant_config(name, args.C, args.layers, args.batch, args.image_size)))
+    searcher.prepare()
+    stage = searcher.search_stage()
+    if name == "plain":
+        stage.aug.learnable = False  # policy applied, not updated
+        stage.relax.arch_parameters = lambda: []  # type: ignore[method-assign]  # architecture fixed
+    return stage
+
+
+class CallTimer:
+    """Wraps a bound method and accumulates its process-CPU time."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.seconds = 0.0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.process_time()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.seconds += time.process_time() - start
+
+
+def run_steps(stage: Stage, steps: int, step0: int) -> tuple[float, float]:
+    """Mean CPU and wall seconds per step over ``steps`` steps."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for i in range(steps):
+        stage.step_fn(stage.train_stream.next(), step0 + i)
+    return (time.process_time() - cpu0) / steps, (time.perf_counter() - wall0) / steps
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    stages = {name: build_stage(name, args) for name in VARIANTS}
+    timers = {"aug": CallTimer(stages["dha_held_out"].aug.forward),
+              "policy": CallTimer(stages["dha_held_out"].aug.policy_step)}
+    stages["dha_held_out"].aug.forward = timers["aug"]  # type: ignore[method-assign]
+    stages["dha_held_out"].aug.policy_step = timers["policy"]  # type: ignore[method-assign]
+    for stage in stages.values():
+        run_steps(stage, args.warmup, 0)
+    for t in timers.values():
+        t.seconds = 0.0
+    cpu: dict[str, list[float]] = {n: [] for n in VARIANTS}
+    wall: dict[str, list[float]] = {n: [] for n in VARIANTS}
+    held_out_cpu_total = 0.0
+    for r in range(args.rounds):
+        order = VARIANTS if r % 2 == 0 else tuple(reversed(VARIANTS))
+        for name in order:
+            c, w = run_steps(stages[name], args.steps, args.warmup + r * args.steps)
+            cpu[name].append(c)
+            wall[name].append(w)
+            if name == "dha_held_out":
+                held_out_cpu_total += c * args.steps
+    best = {n: min(v) for n, v in cpu.items()}
+    ratios = {
+        "dha_held_out_vs_plain": best["dha_held_out"] / best["plain"],
+        "dha_next_train_vs_plain": best["dha_next_train"] / best["plain"],
+        "darts2_vs_plain": best["darts2"] / best["plain"],
+        "dha_held_out_vs_darts2": best["dha_held_out"] / best["darts2"],
+        "policy_share_of_dha_step": (timers["aug"].seconds + timers["policy"].seconds) / held_out_cpu_total,
+    }
+    return {
+        "benchmark": "bench_step",
+        "settings": {"C": args.C, "layers": args.layers, "batch": args.batch, "image_size": args.image_size,
+                     "rounds": args.rounds, "steps_per_round": args.steps, "threads": args.threads,
+                     "quick": args.quick, "clock": "process CPU time, min over rounds of the per-round mean"},
+        "machine": {"platform": platform.platform(), "torch": torch.__version__},
+        "ms_per_step_cpu": {n: 1000 * best[n] for n in VARIANTS},
+        "ms_per_step_cpu_median": {n: 1000 * statistics.median(cpu[n]) for n in VARIANTS},
+        "ms_per_step_wall_median": {n: 1000 * statistics.median(wall[n]) for n in VARIANTS},
+        "ratios": ratios,
+        "goals": GOALS,
+        "goals_met": {
+            "dha_held_out_vs_plain": ratios["dha_held_out_vs_plain"] <= GOALS["dha_held_out_vs_plain"],
+            "dha_next_train_vs_plain": ratios["dha_next_train_vs_plain"] <= GOALS["dha_next_train_vs_plain"],
+            "dha_cheaper_than_darts2": ratios["dha_held_out_vs_darts2"] < 1.0,
+        },
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s, ms, r = result["settings"], result["ms_per_step_cpu"], result["ratios"]
+    lines = [
+        f"Darts supernet C={s['C']}, {s['layers']} cells, batch {s['batch']} at {s['image_size']}x{s['image_size']}, "
+        f"CPU, {s['threads']} thread(s); {s['clock']}.",
+        "",
+        "| step | ms/step (CPU) | ms/step (wall, median) | vs plain |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in VARIANTS:
+        lines.append(f"| {name} | {ms[name]:.1f} | {result['ms_per_step_wall_median'][name]:.1f} | "
+                     f"{ms[name] / ms['plain']:.2f}x |")
+    met = result["goals_met"]
+    lines += [
+        "",
+        f"- DHA held_out vs plain: **{r['dha_held_out_vs_plain']:.2f}x** (goal <= 2.2x: "
+        f"{'met' if met['dha_held_out_vs_plain'] else 'missed'})",
+        f"- DHA next_train vs plain: **{r['dha_next_train_vs_plain']:.2f}x** (goal <= 1.15x: "
+        f"{'met' if met['dha_next_train_vs_plain'] else 'missed'})",
+        f"- DHA held_out vs DARTS 2nd order: **{r['dha_held_out_vs_darts2']:.2f}x** (goal < 1: "
+        f"{'met' if met['dha_cheaper_than_darts2'] else 'missed'})",
+        f"- Policy (augmentation + policy step) share of the DHA step: **{100 * r['policy_share_of_dha_step']:.1f}%**"
+        " (goal <= 10%)",
+    ]
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, table: str, marker: str = "bench_step") -> None:
+    """Replaces the text between ``<!-- marker:start -->`` and ``<!-- marker:end -->``."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    text = path.read_text() if path.exists() else ""
+    block = f"{start}\n{table}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + f"\n\n## Step cost (`benchmarks/bench_step.py`)\n\n{block}\n"
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="same comparisons, smaller (< 1 min on 2 cores)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--markdown", type=Path, default=None, help=f"update the table in this file (e.g. {DOC})")
+    parser.add_argument("--C", type=int, default=None, help="supernet width (default 8; 4 with --quick)")
+    parser.add_argument("--layers", type=int, default=None, help="cells (default 5; 3 with --quick)")
+    parser.add_argument("--batch", type=int, default=None, help="batch (default 64; 32 with --quick)")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default 5; 2 with --quick)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per round (default 3; 1 with --quick)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    args.C = args.C or (4 if args.quick else 8)
+    args.layers = args.layers or (3 if args.quick else 5)
+    args.batch = args.batch or (32 if args.quick else 64)
+    args.rounds = args.rounds or (2 if args.quick else 5)
+    args.steps = args.steps or (1 if args.quick else 3)
+    result = measure(args)
+    table = markdown(result)
+    print(table)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.markdown is not None:
+        write_markdown(args.markdown, table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
