@@ -82,11 +82,10 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        shifted = x[:, :, 1:, 1:]
-        if x.shape[-2] % 2 or x.shape[-1] % 2:
-            # Odd sizes: pad the shifted branch so both branches give ceil(size / 2), the
-            # size every other stride-2 op produces.
-            shifted = F.pad(shifted, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
+        # For odd sizes, padding the shifted branch by one makes both branches give
+        # ceil(size / 2), the size every other stride-2 op produces; for even sizes the pad
+        # is zero. Unconditional, so that traced (exported) children carry no shape branch.
+        shifted = F.pad(x[:, :, 1:, 1:], (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
 
 

@@ -39,7 +39,9 @@ class MobileNetSpaceConfig(ComponentConfig):
     allow_zero: bool = Field(True, description="Offer 'zero' (skip the block) where the block keeps its shape.")
     width_mult: float = Field(1.0, gt=0, description="Scales every width (rounded to multiples of 8).")
     last_channels: int = Field(1280, ge=1, description="Width of the final 1x1 conv (scaled only when width_mult > 1).")
-    resolution: int | None = Field(None, ge=8, description="Input resolution for costs; default: the data's image size.")
+    resolution: int | None = Field(
+        None, ge=8, description="Input resolution for costs and the stem choice; default: the data's image size."
+    )
     stem: Literal["auto", "imagenet", "small"] = Field(
         "auto",
         description="imagenet: stride-2 stem; small: stride-1 stem for 32x32-class inputs; "

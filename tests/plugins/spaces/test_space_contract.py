@@ -144,6 +144,18 @@ def test_child_round_trips_through_model_pt(space_and_config: tuple[SearchSpace,
     assert set(space.build_child(sel).state_dict()) == set(model.net.state_dict())
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace")
+def test_child_traces_for_export(space_and_config: tuple[SearchSpace, dict]) -> None:
+    # `dha export --format torchscript|onnx` traces the derived child.
+    space, _ = space_and_config
+    groups = space.choice_groups()
+    child = space.derive(space.build_supernet(), random_selection(groups, seed=6)).eval()
+    x = _batch()
+    with torch.no_grad():
+        traced = torch.jit.trace(child, x, check_trace=False)
+        torch.testing.assert_close(traced(x), child(x), atol=1e-6, rtol=0)
+
+
 def test_costs_are_consistent(space_and_config: tuple[SearchSpace, dict]) -> None:
     space, _ = space_and_config
     groups = space.choice_groups()

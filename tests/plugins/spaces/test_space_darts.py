@@ -138,8 +138,9 @@ def test_default_config_is_cpu_sized() -> None:
     assert (s.config.C, s.config.layers, s.config.nodes) == (8, 5, 4)
     net = s.build_supernet()
     assert count_params(net) < 1_000_000
+    groups = s.choice_groups()
     with torch.no_grad():
-        out = net.eval()(torch.randn(1, 3, 32, 32), weights_for(s.choice_groups(), random_selection(s.choice_groups(), 0)))
+        out = net.eval()(torch.randn(1, 3, 32, 32), weights_for(groups, random_selection(groups, 0)))
     assert out.shape == (1, 10)
 
 
