@@ -26,12 +26,16 @@ def _groups(net: nn.Module) -> list[dict]:
 
 def _batches(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     gen = torch.Generator().manual_seed(1)
-    return [(torch.randn(8, 4, generator=gen, dtype=torch.float64), torch.randint(0, 3, (8,), generator=gen)) for _ in range(n)]
+    return [
+        (torch.randn(8, 4, generator=gen, dtype=torch.float64), torch.randint(0, 3, (8,), generator=gen))
+        for _ in range(n)
+    ]
 
 
 def test_darts_baseline_defaults() -> None:
     cfg = get_registry().get("hpo", "fixed").config()
-    assert (cfg.optimizer, cfg.lr, cfg.lr_min, cfg.schedule, cfg.momentum, cfg.wd) == ("sgd", 0.025, 0.001, "cosine", 0.9, 3e-4)
+    values = (cfg.optimizer, cfg.lr, cfg.lr_min, cfg.schedule, cfg.momentum, cfg.wd)
+    assert values == ("sgd", 0.025, 0.001, "cosine", 0.9, 3e-4)
     assert get_registry().create("hpo", cfg).hyper_batch == "none"
 
 

@@ -45,13 +45,20 @@ def _groups(net: nn.Module, layout: str) -> list[dict]:
     """Parameter groups as the orchestrator passes them."""
     w1, b1, w2, b2 = net.parameters()
     if layout == "split":
-        return [{"name": "backbone", "params": [w1]}, {"name": "head", "params": [w2]}, {"name": "no_decay", "params": [b1, b2]}]
+        return [
+            {"name": "backbone", "params": [w1]},
+            {"name": "head", "params": [w2]},
+            {"name": "no_decay", "params": [b1, b2]},
+        ]
     return [{"name": "backbone", "params": [w1, w2]}, {"name": "no_decay", "params": [b1, b2]}]
 
 
 def _batches(n: int, seed: int = 1) -> list[tuple[Tensor, Tensor]]:
     gen = torch.Generator().manual_seed(seed)
-    return [(torch.randn(8, 4, generator=gen, dtype=torch.float64), torch.randint(0, 3, (8,), generator=gen)) for _ in range(n)]
+    return [
+        (torch.randn(8, 4, generator=gen, dtype=torch.float64), torch.randint(0, 3, (8,), generator=gen))
+        for _ in range(n)
+    ]
 
 
 TRAIN = _batches(WARMUP + 2)
@@ -358,7 +365,8 @@ def test_registered_config_defaults() -> None:
     cfg = get_registry().get("hpo", "hypergrad").config()
     assert cfg.name == "hypergrad" and cfg.hyper_batch == "held_out" and cfg.hyper_batch_size is None
     assert cfg.optimizer == "sgd" and cfg.lr_low < cfg.lr_up and cfg.wd_low < cfg.wd_up
-    assert get_registry().get("hpo", "hypergrad").config(hyper_batch="next_train", hyper_batch_size=32).hyper_batch_size == 32
+    sized = get_registry().get("hpo", "hypergrad").config(hyper_batch="next_train", hyper_batch_size=32)
+    assert sized.hyper_batch_size == 32
     with pytest.raises(ValidationError, match="hyper_batch"):
         get_registry().get("hpo", "hypergrad").config(hyper_batch="val")
     hpo = get_registry().create("hpo", get_registry().get("hpo", "hypergrad").config(hyper_batch="next_train"))
