@@ -146,9 +146,9 @@ class FixedHyperOptimizer(HyperOptimizer):
         return metrics | {"lr": lr}
 
     def hyperparameters(self) -> dict[str, float]:
-        """Current lr and the weight decay of the first decaying group (0 when none decays)."""
+        """Current lr and the weight decay of the first non-empty decaying group (0 when none)."""
         self._require_attached()
-        wd = next((g["weight_decay"] for g in self._groups if g["decay"]), 0.0)
+        wd = next((g["weight_decay"] for g in self._groups if g["decay"] and g["params"]), 0.0)
         return {"lr": float(self._groups[0]["lr"]), "wd": float(wd)}
 
     def state_dict(self) -> dict[str, Any]:

@@ -315,8 +315,8 @@ class HypergradHyperOptimizer(HyperOptimizer):
                 ignored in ``next_train`` mode.
 
         Returns:
-            ``lr`` and ``wd`` (of the first decaying group: the values this weight step
-            used), ``hypergrad_lr`` / ``hypergrad_wd`` (``dL/dlr``, ``dL/dwd`` of that
+            ``lr`` and ``wd`` (of the first non-empty decaying group: the values this
+            weight step used), ``hypergrad_lr`` / ``hypergrad_wd`` (``dL/dlr``, ``dL/dwd`` of that
             group's pair, applied during this call; 0 when none was), ``hyper_applied`` (1 or 0),
             ``hyper_skipped`` (non-finite hypergradients skipped so far) and, with
             ``per_group``, ``lr/<group>``, ``wd/<group>``, ``hypergrad_lr/<group>``,
@@ -419,8 +419,9 @@ class HypergradHyperOptimizer(HyperOptimizer):
         return dlr, dwd
 
     def _primary(self) -> int:
-        """Index of the group whose values are reported as ``lr``/``wd``: the first that decays."""
-        return next((i for i, g in enumerate(self._groups) if g["decay"]), 0)
+        """Index of the group reported as ``lr``/``wd``: the first non-empty one that decays."""
+        candidates = [i for i, g in enumerate(self._groups) if g["params"]]
+        return next((i for i in candidates if self._groups[i]["decay"]), candidates[0])
 
     def _metrics(
         self, used: list[tuple[float, float]], grads: tuple[list[float], list[float]] | None
@@ -449,7 +450,7 @@ class HypergradHyperOptimizer(HyperOptimizer):
 
     # ------------------------------------------------------------------ state
     def hyperparameters(self) -> dict[str, float]:
-        """Current lr and wd of the first decaying group (the first group when none decays)."""
+        """Current lr and wd of the first non-empty decaying group (else the first non-empty one)."""
         self._require_attached()
         g = self._groups[self._primary()]
         return {"lr": float(g["lr"]), "wd": float(g["weight_decay"])}

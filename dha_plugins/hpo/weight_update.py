@@ -162,17 +162,16 @@ def normalize_groups(
         The groups, in order.
 
     Raises:
-        ValueError: No groups, a group without parameters, or a parameter in two groups.
+        ValueError: No parameters at all, or a parameter in two groups. An empty group is
+            kept (it simply never steps), so a split that leaves one side empty still works.
     """
-    if not param_groups:
-        raise ValueError("attach() needs at least one parameter group")
+    if not any(len(list(g["params"])) for g in param_groups):
+        raise ValueError("attach() needs at least one parameter")
     seen: set[int] = set()
     groups: list[WeightGroup] = []
     for index, raw in enumerate(param_groups):
         params = list(raw["params"])
         name = str(raw.get("name", f"group{index}"))
-        if not params:
-            raise ValueError(f"parameter group {name!r} has no parameters")
         for p in params:
             if id(p) in seen:
                 raise ValueError(f"a parameter of group {name!r} also appears in an earlier group")

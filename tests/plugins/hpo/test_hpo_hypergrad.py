@@ -475,3 +475,13 @@ def test_state_dict_resume_is_exact(mode: str) -> None:
     shared.attach(_groups(_net(), "split"), 4)
     with pytest.raises(ValueError, match="pairs"):
         shared.load_state_dict(copy.deepcopy(saved["hpo"]))
+
+
+@pytest.mark.parametrize("per_group", [False, True])
+def test_empty_group_is_harmless(per_group: bool) -> None:
+    net = _net()
+    groups = [{"name": "head", "params": []}] + _groups(net, "shared")
+    hpo = _hypergrad("sgd", per_group=per_group, lr_hyper_lr=1e-3, wd_hyper_lr=1e-4)
+    metrics = _train_ours(hpo, net, groups, 2)
+    assert all(m["hyper_applied"] == 1.0 and math.isfinite(m["hypergrad_lr"]) for m in metrics)
+    assert hpo.hyperparameters()["lr"] != LR0  # the primary group (backbone) still learns

@@ -103,5 +103,6 @@ def test_normalize_groups() -> None:
     assert [g["weight_decay"] for g in groups] == [3e-4, 0.0, 0.0]
     with pytest.raises(ValueError, match="also appears"):
         normalize_groups([{"name": "x", "params": [a]}, {"name": "y", "params": [a]}], (), 0.0)
-    with pytest.raises(ValueError, match="no parameters"):
+    with pytest.raises(ValueError, match="at least one parameter"):
         normalize_groups([{"name": "x", "params": []}], (), 0.0)
+    assert [len(g["params"]) for g in normalize_groups([{"params": []}, {"params": [a]}], (), 0.0)] == [0, 1]
