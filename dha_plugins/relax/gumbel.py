@@ -90,9 +90,7 @@ class GumbelRelaxation(ArchRelaxation):
         self.groups: list[ChoiceGroup] = []
         self.alphas = nn.ParameterList()
         self.adam = nn.ModuleList()
-        self.register_buffer("tau", torch.tensor(float(config.tau_max), dtype=torch.float64))
         self._tau = float(config.tau_max)
-        self.register_load_state_dict_post_hook(_sync_tau)
 
     def setup(self, groups: Sequence[ChoiceGroup], space: Any = None) -> None:
         """Creates one ``(edges, ops)`` logit tensor per group.
@@ -171,15 +169,18 @@ class GumbelRelaxation(ArchRelaxation):
         """Anneals the temperature: after epoch ``epoch`` (0-based) it is the schedule at ``epoch + 1``."""
         c = self.config
         self._tau = gumbel_temperature(epoch + 1, c.tau_max, c.tau_min, self.anneal_epochs, c.schedule)
-        self.tau.fill_(self._tau)
         return {"gumbel/tau": self._tau}
 
     def report(self) -> dict[str, Any]:
         return {"relax": "gumbel", "final_tau": self._tau}
 
+    # The temperature travels as a Python float (exact, and no float64 buffer that some
+    # devices cannot hold), so a resumed run samples exactly as an uninterrupted one.
+    def get_extra_state(self) -> dict[str, float]:
+        return {"tau": self._tau}
 
-def _sync_tau(module: nn.Module, incompatible_keys: object) -> None:
-    module._tau = float(module.tau)  # type: ignore[attr-defined]
+    def set_extra_state(self, state: dict[str, float]) -> None:
+        self._tau = float(state["tau"])
 
 
 def create_gumbel(config: GumbelConfig, epochs: int | None = None, **_: Any) -> GumbelRelaxation:
