@@ -48,9 +48,12 @@ def plot_policy_heatmaps(folder: Path, start: dict[str, Any], end: dict[str, Any
         return []
     ops = end.get("ops", [])
     fig, axes = plt.subplots(1, 2, figsize=(13, 6), constrained_layout=True)
-    for ax, report, title in ((axes[0], start, "start"), (axes[1], end, "end")):
-        matrix = report.get("pair_probs", end["pair_probs"])
-        im = ax.imshow(matrix, cmap="viridis")
+    matrices = [start.get("pair_probs", end["pair_probs"]), end["pair_probs"]]
+    # One colour scale for both panels, so the change from start to end is visible.
+    vmin = min(min(row) for m in matrices for row in m)
+    vmax = max(max(row) for m in matrices for row in m)
+    for ax, matrix, title in ((axes[0], matrices[0], "start"), (axes[1], matrices[1], "end")):
+        im = ax.imshow(matrix, cmap="viridis", vmin=vmin, vmax=vmax)
         ax.set_title(f"policy pair probabilities ({title})")
         ax.set_xlabel("op 2")
         ax.set_ylabel("op 1")
@@ -159,7 +162,7 @@ def plot_cells(folder: Path, space: SearchSpace, selection: Selection) -> list[P
                 if src not in positions:
                     positions[src] = (-1.0, float(src))
                 (x0, y0), (x1, y1) = positions[src], positions[target]
-                ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "->", "color": "0.4"})
+                ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "-|>", "color": "0.4", "shrinkA": 12, "shrinkB": 12})
                 ax.text((x0 + x1) / 2, (y0 + y1) / 2, g.ops[pick.op], fontsize=7, ha="center",
                         bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8})
         for node, (x, y) in positions.items():

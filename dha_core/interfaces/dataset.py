@@ -76,11 +76,12 @@ class Dataset(ABC):
             val = Subset(train, val_idx)
             train = Subset(train, train_idx)
         if self.test_subset is not None and self.test_subset < len(test):
-            test = Subset(test, list(range(self.test_subset)))
+            test = Subset(test, _first_balanced(test, self.test_subset, self.split_seed + 1))
         return {"train": train, "val": val, "test": test}
 
 
 def _first_balanced(ds: TorchDataset, n: int, seed: int) -> list[int]:
-    """A seeded random subset of ``n`` indices (class balance is left to chance)."""
+    """A seeded random subset of ``n`` indices, in order (class balance is left to chance;
+    folders are sorted by class, so the first ``n`` would hold few classes)."""
     perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed + 1))
     return sorted(perm[:n].tolist())
