@@ -279,7 +279,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         "",
         "| ratio | value | goal |",
         "|---|---|---|",
-        f"| `ista_vs_softmax_time` | {ra['ista_vs_softmax_time']:.3f} | <= 0.25: {verdict[met['ista_vs_softmax_time']]} |",
+        f"| `ista_vs_softmax_time` | {ra['ista_vs_softmax_time']:.3f} | "
+        f"<= 0.25: {verdict[met['ista_vs_softmax_time']]} |",
         f"| `ista_vs_softmax_mem` | {ra['ista_vs_softmax_mem']:.3f} | <= 0.4: {verdict[met['ista_vs_softmax_mem']]} |",
         f"| `second_vs_first_order_time` | {ra['second_vs_first_order_time']:.2f} | (informational) |",
         "",

@@ -47,7 +47,9 @@ class GumbelConfig(ComponentConfig):
         None, ge=1, description=f"Epochs of the schedule; null uses the run's epochs or {DEFAULT_ANNEAL_EPOCHS}."
     )
     schedule: Literal["linear", "exponential"] = "linear"
-    bilevel: bool = Field(True, description="Learn alpha from a validation batch (GDAS); else from the training backward.")
+    bilevel: bool = Field(
+        True, description="Learn alpha from a validation batch (GDAS); else from the training backward."
+    )
     lr: float = Field(3e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = Field(1e-3, ge=0)

@@ -21,7 +21,9 @@ import torch
 __all__ = ["measurement_matrix", "sparse_code_weights", "top_s_support"]
 
 
-def measurement_matrix(m: int, n: int, kind: str = "gaussian", generator: torch.Generator | None = None) -> torch.Tensor:
+def measurement_matrix(
+    m: int, n: int, kind: str = "gaussian", generator: torch.Generator | None = None
+) -> torch.Tensor:
     """A random ``m x n`` measurement matrix.
 
     Args:
