@@ -47,8 +47,9 @@ def build_space(space_config: Any, spec: dict[str, Any]) -> SearchSpace:
     return get_registry().create("space", space_config, data_spec=spec)
 
 
-def build_relax(relax_config: Any, space: SearchSpace, supernet: Supernet) -> ArchRelaxation:
-    relax: ArchRelaxation = get_registry().create("relax", relax_config)
+def build_relax(relax_config: Any, space: SearchSpace, supernet: Supernet, epochs: int | None = None) -> ArchRelaxation:
+    """Builds the relaxation; ``epochs`` (the search length) feeds schedules such as Gumbel's."""
+    relax: ArchRelaxation = get_registry().create("relax", relax_config, epochs=epochs)
     groups = space.choice_groups()
     if not groups:
         log.info("space %r has no architecture choices: relax=%r is ignored", space_config_name(space), relax_config.name)

@@ -1,0 +1,93 @@
+"""The orchestrator runs any combination of components (it never branches on plugin names)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import dha_core
+from dha_core.cli import main
+from tests.conftest import tiny_raw_config
+
+SHORT = {"epochs": 1, "max_steps_per_epoch": 2, "batch_size": 8, "device": "cpu", "progress": False}
+SMALL_DATA = {"name": "synthetic", "num_train": 48, "num_test": 16, "image_size": 16}
+SMALL_DARTS = {"name": "darts", "C": 4, "layers": 3, "nodes": 2}
+SMALL_MOBILENET = {"name": "mobilenet", "stage_widths": [8, 8], "depths": [1, 2], "strides": [2, 1],
+                   "stem_channels": 8, "first_block_channels": 8, "last_channels": 16}
+
+
+def test_readme_call_runs_as_written_with_a_short_schedule(tmp_path: Path) -> None:
+    """`build(space="mobilenet", relax="ista", aug="kornia")` with only the run length shortened."""
+    searcher = dha_core.build(space="mobilenet", relax="ista", aug="kornia",
+                              **{"train.epochs": 1, "train.max_steps_per_epoch": 1, "train.progress": False,
+                                 "train.device": "cpu", "output.dir": str(tmp_path)})
+    assert searcher.config.hpo.name == "hypergrad" and searcher.config.data.name == "sample"
+    result = searcher.fit()
+    assert set(result.genotype) == {g.name for g in searcher.space.choice_groups()}
+    assert 0.0 <= result.summary["test_acc"] <= 1.0
+
+
+@pytest.mark.parametrize("space, relax, aug, hpo", [
+    (SMALL_DARTS, {"name": "softmax", "order": "first"}, "none", "fixed"),       # plain DARTS (1st order)
+    (SMALL_DARTS, {"name": "softmax", "order": "second"}, "standard", "fixed"),  # DARTS 2nd order
+    (SMALL_DARTS, "gumbel", "torchvision", {"name": "hypergrad", "hyper_batch": "next_train"}),
+    (SMALL_DARTS, "ista", "kornia", {"name": "hypergrad", "hyper_batch": "held_out"}),  # DHA
+    (SMALL_MOBILENET, "softmax", "randaugment", "fixed"),
+    (SMALL_MOBILENET, "ista", "autoaugment", {"name": "fixed", "optimizer": "adamw", "lr": 1e-3}),
+    ({"name": "tiny"}, "gumbel", "trivialaugment", {"name": "hypergrad", "optimizer": "adamw"}),
+])
+def test_combination_runs(tmp_path: Path, space: Any, relax: Any, aug: Any, hpo: Any) -> None:
+    result = dha_core.build(space=space, relax=relax, aug=aug, hpo=hpo, dataset=SMALL_DATA, train=SHORT,
+                            output={"dir": str(tmp_path), "plots": False}).fit()
+    assert result.summary["steps"] == 2
+    x = torch.rand(2, 3, 16, 16)
+    assert result.model(x).shape == (2, 10)
+
+
+def test_timm_space_ignores_relax(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    result = dha_core.build(space={"name": "timm", "model": "resnet10t"}, relax="ista", aug="kornia",
+                            hpo="hypergrad", dataset=SMALL_DATA, train=SHORT,
+                            output={"dir": str(tmp_path), "plots": False}).fit()
+    assert result.selection == {} and result.genotype["model"] == "resnet10t"
+    assert any("relax='ista' is ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_finetune_stage_keeps_weights_and_reports(tmp_path: Path) -> None:
+    raw = tiny_raw_config(tmp_path)
+    raw["train"]["finetune_epochs"] = 1
+    result = dha_core.build(config=raw).fit()
+    assert set(result.summary["stage_wall_s"]) == {"search", "finetune"}
+    assert "finetune_final" in result.summary
+
+
+def test_two_stage_retrain(tmp_path: Path) -> None:
+    raw = tiny_raw_config(tmp_path, retrain={"epochs": 1, "aug": "none", "hpo": {"name": "fixed", "lr": 0.05}})
+    result = dha_core.build(config=raw).fit()
+    assert set(result.summary["stage_wall_s"]) == {"search", "retrain"}
+    assert result.summary["retrain_final"]["lr"] <= 0.05
+
+
+def test_ablate_grid_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    config = tmp_path / "c.yaml"
+    raw = tiny_raw_config(tmp_path / "runs")
+    raw["train"]["epochs"] = 1
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "grid"
+    code = main(["-q", "ablate", "--config", str(config), "--swap", "aug=none,standard", "--seeds", "2",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    table = (out / "ablation.md").read_text()
+    assert "aug=none" in table and "aug=standard" in table and "±" in table
+    rows = [line for line in table.splitlines() if line.startswith("| aug=")]
+    assert len(rows) == 2 and all("| 2 |" in r for r in rows)
+    assert len(list(out.glob("*/summary.json"))) == 4
+    summaries = [json.loads(p.read_text()) for p in sorted(out.glob("*/summary.json"))]
+    assert {s["components"]["aug"] for s in summaries} == {"none", "standard"}
