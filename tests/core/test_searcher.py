@@ -94,13 +94,13 @@ DHA_COMPONENTS = {
 
 def _long_tiny_config(tmp_path: Path, components: dict[str, Any] | None = None) -> Path:
     raw = tiny_raw_config(tmp_path / "runs")
-    raw["data"].update({"num_train": 512, "image_size": 16})
+    raw["data"].update({"num_train": 320, "image_size": 16})
     raw["space"]["channels"] = 8
-    raw["train"].update({"epochs": 8, "checkpoint_every": 3})
+    raw["train"].update({"epochs": 4, "checkpoint_every": 2})
     if components:
         raw.update(components)
-        raw["data"].update({"num_train": 192})
-        raw["train"].update({"epochs": 3, "batch_size": 16})
+        raw["data"].update({"num_train": 128})
+        raw["train"].update({"epochs": 2, "batch_size": 16})
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -125,7 +125,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, components:
     run = tmp_path / "killed"
     proc = _cli("search", "--config", str(config), "--out", str(run))
     _wait_for_checkpoint(run, proc)
-    time.sleep(0.4)
+    time.sleep(0.05)  # land between checkpoints, mid-epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert not (run / "summary.json").exists(), "the run finished before it could be killed; enlarge it"
