@@ -52,8 +52,12 @@ class BatchStream:
     def batches_per_cycle(self) -> int:
         return max(len(self.dataset) // self.batch_size, 1)
 
+    def cycle_batches(self) -> list[list[int]]:
+        """The index batches of the current cycle (a function of ``(seed, cycle)``)."""
+        return epoch_batches(len(self.dataset), self.batch_size, self.seed, self.cycle)
+
     def _start(self) -> None:
-        batches = epoch_batches(len(self.dataset), self.batch_size, self.seed, self.cycle)[self.index :]
+        batches = self.cycle_batches()[self.index :]
         self._iter = iter(_loader(self.dataset, batches, self.workers))
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:

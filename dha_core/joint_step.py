@@ -10,6 +10,12 @@ Order within a step, and the batch each update uses:
    relaxations take their architecture step from this same backward.
 5. + 6. The hyper-optimizer's weight step, then its hyper step on a held-out batch or on the
    next training gradient.
+
+In a distributed search (a :class:`~dha_core.distributed.DistContext` is given) the same
+step runs on every rank with that rank's shard of the batch: the training forward goes
+through DDP, the searched parameters' gradients and the held-out gradient are averaged
+across ranks, and the loss that decides whether a step is skipped is the global one, so
+every rank takes the same decisions (see :mod:`dha_core.distributed`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +32,9 @@ from torch import nn
 
 from dha_core.errors import NonFiniteError
 from dha_core.interfaces import ArchRelaxation, ArchStepContext, AugmentationPolicy, HyperOptimizer
+
+if TYPE_CHECKING:
+    from dha_core.distributed import DistContext
 
 __all__ = ["JointStep", "StepOutcome"]
 
@@ -63,7 +72,12 @@ class JointStep:
         grad_clip: Max global norm of weight gradients, or None.
         aux_weight: Weight of the auxiliary head's loss.
         max_nonfinite: Consecutive non-finite steps tolerated before raising.
-        generator: Seeded generator for the policy's sampling.
+        generator: Seeded generator for the policy's sampling. In a distributed search it
+            is the same on every rank and drives only the policy's batch-level draw (when
+            the policy has a ``batch_generator`` attribute); the per-sample draws use a
+            generator seeded from ``(sample_seed, rank, step)``.
+        dist: The distributed context, or None for a single process.
+        sample_seed: Seed of the per-rank sample generator (distributed only).
     """
 
     def __init__(
@@ -79,6 +93,8 @@ class JointStep:
         aux_weight: float,
         max_nonfinite: int,
         generator: torch.Generator | None,
+        dist: DistContext | None = None,
+        sample_seed: int = 0,
     ) -> None:
         self.net = net
         self.relax = relax
@@ -94,6 +110,17 @@ class JointStep:
         self.weights: list[torch.Tensor] = [p for g in hpo.param_groups for p in g["params"]]
         self.nonfinite_total = 0
         self.nonfinite_run = 0
+        self.dist = dist
+        self.sample_seed = sample_seed
+        self.forward_net: nn.Module = net
+        if dist is not None:
+            self.forward_net = dist.wrap(net)
+            # Plugins take their own optimizer steps on these: average each gradient as
+            # autograd produces it, so that every rank steps identically.
+            self._hooks = dist.average_grads_of([*relax.arch_parameters(), *aug.parameters()])
+            self._sample_generator = dist.sample_generator()
+            if hasattr(aug, "batch_generator"):
+                aug.batch_generator = generator
 
     def _to_device(self, batch: Batch) -> Batch:
         x, y = batch
@@ -107,7 +134,16 @@ class JointStep:
 
     def _hyper_grad(self) -> Sequence[torch.Tensor | None]:
         loss = self.mean_loss(self.next_val_batch())
-        return torch.autograd.grad(loss, self.weights, allow_unused=True)
+        grads = torch.autograd.grad(loss, self.weights, allow_unused=True)
+        if self.dist is not None:
+            # The gradient of the global held-out batch: the same h, hence lr/wd, on all ranks.
+            return self.dist.average(grads)
+        return grads
+
+    def _aug_generator(self, step: int) -> torch.Generator | None:
+        if self.dist is None:
+            return self.generator
+        return self._sample_generator(self.sample_seed, step)
 
     def _arch_context(self, train_batch: Batch | None, val_batch: Batch | None, step: int) -> ArchStepContext:
         hyper = self.hpo.hyperparameters()
@@ -120,6 +156,7 @@ class JointStep:
             train_batch=train_batch,
             val_batch=val_batch,
             step=step,
+            extras={"supernet": self.net},
         )
 
     def __call__(self, batch: Batch, step: int) -> StepOutcome:
@@ -134,13 +171,19 @@ class JointStep:
 
         self.hpo.zero_grad()
         x, y = self._to_device(batch)
-        x_aug, plan = self.aug(x, generator=self.generator)
-        logits, aux = split_output(self.net(self.normalize(x_aug), self.relax.mixing_weights()))
+        x_aug, plan = self.aug(x, generator=self._aug_generator(step))
+        logits, aux = split_output(self.forward_net(self.normalize(x_aug), self.relax.mixing_weights()))
         per_sample = F.cross_entropy(logits, y, reduction="none")
         loss = per_sample.mean()
         if aux is not None and self.aux_weight > 0:
             loss = loss + self.aux_weight * F.cross_entropy(aux, y)
-        if not torch.isfinite(loss):
+        with torch.no_grad():
+            acc_t = (logits.argmax(1) == y).float().mean()
+        loss_t = loss.detach()
+        if self.dist is not None:
+            # The global loss decides a skip, so that no rank enters the backward alone.
+            loss_t, acc_t = self.dist.average([loss_t, acc_t])  # type: ignore[misc]
+        if not torch.isfinite(loss_t):
             return self._skip("loss", metrics)
 
         if self.aug.learnable:
@@ -157,9 +200,7 @@ class JointStep:
 
         metrics.update(self.hpo.step(self._hyper_grad))
         self.nonfinite_run = 0
-        with torch.no_grad():
-            acc = (logits.argmax(1) == y).float().mean().item()
-        metrics.update({"loss": loss.item(), "acc": acc, "grad_norm": grad_norm})
+        metrics.update({"loss": loss_t.item(), "acc": acc_t.item(), "grad_norm": grad_norm})  # type: ignore[union-attr]
         return StepOutcome(metrics)
 
     def _skip(self, what: str, metrics: dict[str, float]) -> StepOutcome:

@@ -3,13 +3,17 @@
 The searcher wires components together, runs the stages' loops, writes the run
 directory and checkpoints. The algorithm lives in the components and in
 :mod:`dha_core.joint_step`.
+
+Launched by torchrun (``WORLD_SIZE > 1``), :meth:`Searcher.fit` runs one search across
+all processes (:mod:`dha_core.distributed`): every rank steps on its shard of the batch,
+and only rank 0 evaluates and writes the run directory and checkpoints.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from dha_core.checkpoint import atomic_save, load_checkpoint
 from dha_core.config import apply_overrides, load_yaml, resolve_config, save_config
 from dha_core.costs import count_flops, count_params
 from dha_core.data import BatchStream, eval_batches
+from dha_core.distributed import DistContext
 from dha_core.errors import UserInputError
 from dha_core.evaluate import evaluate
 from dha_core.fixed_network import FixedNetwork
@@ -33,11 +38,15 @@ from dha_core.runtime import resolve_device, rng_state, seed_everything, set_rng
 from dha_core.stage import NoArchitecture, Stage
 from dha_core.types import Selection, selection_from_json, selection_to_json
 
-__all__ = ["build", "Searcher", "SearchResult", "Interrupted"]
+__all__ = ["build", "Searcher", "SearchResult", "Interrupted", "EpochCallback"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "dha.checkpoint/1"
+
+EpochCallback = Callable[[str, int, dict[str, Any], Path], None]
+"""``(stage, epoch, metrics row, checkpoint path)``, called on rank 0 after each epoch-end
+checkpoint is written (e.g. to report progress and the checkpoint to Ray Tune)."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -137,6 +146,8 @@ class Searcher:
         self.reports: dict[str, Any] = {}
         self.selection: Selection = {}
         self._resume_state: dict[str, Any] | None = None
+        self.epoch_callbacks: list[EpochCallback] = []
+        self.dist: DistContext | None = None
 
     # ----------------------------------------------------------------- resume
     @classmethod
@@ -171,16 +182,19 @@ class Searcher:
         aug = comp.build_aug(aug_cfg, self.bundle.spec).to(self.device)
         hpo = comp.build_hpo(hpo_cfg)
         seed = cfg.seed + seed_offset
-        train_stream = BatchStream(self.bundle.dataset.split("train"), cfg.batch_size, seed, cfg.workers, "train")
+        # Batch sizes are per process: a distributed run's effective batch is world_size times larger.
+        stream = BatchStream if self.dist is None else self.dist.stream
+        train_stream = stream(self.bundle.dataset.split("train"), cfg.batch_size, seed, cfg.workers, "train")
         hyper_bs = getattr(hpo_cfg, "hyper_batch_size", None) or cfg.batch_size
-        val_stream = BatchStream(self.bundle.dataset.split("val"), hyper_bs, seed + 7919, cfg.workers, "val")
+        val_stream = stream(self.bundle.dataset.split("val"), hyper_bs, seed + 7919, cfg.workers, "val")
         steps = train_stream.batches_per_cycle()
         if cfg.max_steps_per_epoch is not None:
             steps = min(steps, cfg.max_steps_per_epoch)
         hpo.attach(comp.weight_param_groups(net), total_steps=epochs * steps)
         generator = torch.Generator().manual_seed(seed + 104729)
         step_fn = JointStep(net, relax, aug, hpo, self._normalizer(self.bundle.spec), self.device,
-                            val_stream.next, cfg.grad_clip, cfg.aux_weight, cfg.max_nonfinite_steps, generator)
+                            val_stream.next, cfg.grad_clip, cfg.aux_weight, cfg.max_nonfinite_steps, generator,
+                            dist=self.dist, sample_seed=seed + 130363)
         return Stage(name, net, relax, aug, hpo, epochs, steps, train_stream, val_stream, step_fn, generator)
 
     def prepare(self) -> None:
@@ -194,7 +208,7 @@ class Searcher:
 
     def _search_stage(self) -> Stage:
         supernet = self.space.build_supernet()
-        relax = comp.build_relax(self.config.relax, self.space, supernet)
+        relax = comp.build_relax(self.config.relax, self.space, supernet, epochs=self.config.train.epochs)
         return self._make_stage("search", supernet, relax, self.config.aug, self.config.hpo,
                                 self.config.train.epochs, 0)
 
@@ -219,8 +233,17 @@ class Searcher:
         return plan
 
     # --------------------------------------------------------------- the run
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run directory (rank 0, or a single process)."""
+        return self.dist is None or self.dist.is_main
+
     def fit(self) -> SearchResult:
         """Runs every stage, derives the child, evaluates it and writes the run directory.
+
+        Under torchrun (``WORLD_SIZE > 1``) every process calls this; they join one process
+        group for the duration of the call (unless the caller already set one up) and all
+        return the same summary.
 
         Returns:
             The :class:`SearchResult`.
@@ -230,17 +253,53 @@ class Searcher:
             NonFiniteError: Too many consecutive non-finite steps.
             Interrupted: Ctrl-C (after writing a checkpoint).
         """
+        started_here = self.dist is None
+        if started_here:
+            self.dist = DistContext.start(self.device)
+        if self.dist is not None:
+            self.device = self.dist.device
+        try:
+            result = self._fit()
+        except BaseException:
+            # Another rank may never reach a barrier now: leave without waiting for it.
+            if started_here and self.dist is not None:
+                self.dist.close(wait=False)
+                self.dist = None
+            raise
+        if started_here and self.dist is not None:
+            self.dist.close()
+            self.dist = None
+        return result
+
+    def _create_run_dir(self) -> None:
+        if self._resume_state is None:
+            RunDir.check_new(self.run.path, self.config.output.overwrite)
+        self.run.create()
+        if self._resume_state is None:
+            save_config(self.config, self.run.config)
+
+    def _fit(self) -> SearchResult:
         start = time.perf_counter()
         cfg = self.config
+        if self.dist is not None and self._resume_state is not None:
+            # Every rank continues from rank 0's checkpoint, whatever the others read and when.
+            self._resume_state = self.dist.broadcast(self._resume_state if self.dist.is_main else None)
         resume = self._resume_state
         seed_everything(cfg.train.seed)
-        self.prepare()
-        if resume is None:
-            RunDir.check_new(self.run.path, cfg.output.overwrite)
-        self.run.create()
-        if resume is None:
-            save_config(cfg, self.run.config)
+        if self.dist is None:
+            self.prepare()
+            self._create_run_dir()
         else:
+            self.dist.main_first(self.prepare)
+            # One run directory for all ranks: rank 0's (a default name carries a timestamp).
+            self.run = RunDir(self.dist.broadcast(self.run.path))
+            self.dist.main_first(self._create_run_dir, others_too=False)
+        if resume is not None:
+            world = 1 if self.dist is None else self.dist.world_size
+            saved_world = int(resume.get("world_size", 1))
+            if saved_world != world and self.is_main:
+                log.warning("resuming a run checkpointed with %d process(es) on %d: batches from here on "
+                            "differ from an uninterrupted run", saved_world, world)
             self.global_step = int(resume["global_step"])
             self.wall_before = float(resume["wall_s"])
             self.stage_walls = dict(resume["stage_walls"])
@@ -285,13 +344,14 @@ class Searcher:
             stage.history.setdefault("selection", [])
         stage_start = time.perf_counter() - self.stage_walls.get(stage.name, 0.0)
         stop_reason = stage.history.get("stopped_early")
+        progress = cfg.progress and self.is_main
         epochs_bar = tqdm(total=stage.epochs, initial=epoch, desc=stage.name, unit="epoch",
-                          disable=not cfg.progress, leave=False)
+                          disable=not progress, leave=False)
         try:
             while epoch < stage.epochs and stop_reason is None:
                 stage.net.set_drop_path(cfg.drop_path * epoch / max(stage.epochs, 1))
                 bar = tqdm(total=stage.steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch}",
-                           unit="step", disable=not cfg.progress, leave=False)
+                           unit="step", disable=not progress, leave=False)
                 while step_in_epoch < stage.steps_per_epoch:
                     outcome = stage.step_fn(stage.train_stream.next(), self.global_step)
                     self.global_step += 1
@@ -309,8 +369,9 @@ class Searcher:
                         stop_reason = "time_budget"
                         break
                 bar.close()
+                row = None
                 if stop_reason is None or step_in_epoch == stage.steps_per_epoch:
-                    self._end_epoch(stage, epoch)
+                    row = self._end_epoch(stage, epoch, last=stop_reason is not None)
                     epoch += 1
                     step_in_epoch = 0
                 if stop_reason is None and stage.relax.should_stop():
@@ -319,53 +380,72 @@ class Searcher:
                     stage.history["stopped_early"] = stop_reason
                     log.info("%s stage stops early after epoch %d: %s", stage.name, epoch, stop_reason)
                 self.stage_walls[stage.name] = time.perf_counter() - stage_start
-                self._checkpoint(stage, epoch, step_in_epoch)
+                written = self._checkpoint(stage, epoch, step_in_epoch)
+                if written and row is not None:
+                    for callback in self.epoch_callbacks:
+                        callback(stage.name, epoch - 1, row, self.run.last_checkpoint)
                 epochs_bar.update(1)
         except KeyboardInterrupt:
             self._checkpoint(stage, epoch, step_in_epoch)
             raise Interrupted(self.run.path) from None
         finally:
             epochs_bar.close()
-        if cfg.progress:
+        if progress:
             tqdm.write(f"{stage.name}: {epoch} epochs, {self.stage_walls.get(stage.name, 0.0):.1f}s")
 
     def _over_budget(self, stage: Stage) -> bool:
         budget = self.config.train.time_budget_s
         if stage.name == "retrain" and self.config.retrain is not None:
             budget = self.config.retrain.time_budget_s
-        return budget is not None and self.stage_walls.get(stage.name, 0.0) >= budget
+        if budget is None:
+            return False
+        over = self.stage_walls.get(stage.name, 0.0) >= budget
+        # Clocks differ between ranks: stop everywhere as soon as one rank is over.
+        return over if self.dist is None else self.dist.any(over)
 
     def _elapsed(self) -> float:
         return self.wall_before + (time.perf_counter() - self._start)
 
-    def _end_epoch(self, stage: Stage, epoch: int) -> None:
-        events = stage.relax.on_epoch_end(epoch, stage.net)
+    def _end_epoch(self, stage: Stage, epoch: int, last: bool = False) -> dict[str, Any]:
+        # Every rank recovers (deterministic given the identical codes); rank 0 evaluates.
+        events: dict[str, Any] = {}
+        if epoch + 1 < stage.epochs and not last:
+            events = stage.relax.on_epoch_end(epoch, stage.net)
+        # After the last epoch the architecture is kept: a recovery now could select ops that
+        # were never trained, and the derived child must contain only trained ops.
         row: dict[str, Any] = {"stage": stage.name, "epoch": epoch, "step": self.global_step}
         row.update({f"arch/{k}": float(v) for k, v in (events or {}).items()
                     if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        if (epoch + 1) % self.config.train.eval_every == 0 or epoch + 1 == stage.epochs:
+        evaluate_now = (epoch + 1) % self.config.train.eval_every == 0 or epoch + 1 == stage.epochs
+        if evaluate_now and self.is_main:
             val = self._evaluate_stage(stage, "val")
             row.update({"val_acc": val["acc"], "val_loss": val["loss"]})
         self.metrics.append(row)
         selection = stage.relax.selection()
         stage.history["selection"].append({"epoch": epoch, "selection": selection_to_json(selection)})
+        return row
 
     @torch.no_grad()
     def _evaluate_stage(self, stage: Stage, split: str) -> dict[str, float]:
         stage.net.eval()
+        stage.relax.eval()  # e.g. Gumbel evaluates its argmax instead of sampling
         weights = stage.relax.mixing_weights()
         normalize = self._normalizer(self.bundle.spec)
         batches = eval_batches(self.bundle.dataset.split(split), self.config.train.eval_batch_size,
                                self.config.train.workers)
         out = evaluate(lambda x: split_output(stage.net(normalize(x), weights))[0], batches, self.device)
         stage.net.train()
+        stage.relax.train()
         return out
 
-    def _checkpoint(self, stage: Stage, epoch: int, step_in_epoch: int) -> None:
+    def _checkpoint(self, stage: Stage, epoch: int, step_in_epoch: int) -> bool:
+        """Writes ``checkpoints/last.pt`` (rank 0 only: the state is the same on every rank)."""
+        if not self.is_main:
+            return False
         if stage.step_fn.nonfinite_run > 0 or not _all_finite(stage.net):
             # Keep the last good checkpoint while steps are skipped or weights have diverged.
             log.warning("checkpoint at step %d not written: non-finite state", self.global_step)
-            return
+            return False
         # Metrics first: on resume, rows past the checkpoint's step are dropped.
         self.metrics.save(self.run.metrics)
         atomic_save(
@@ -381,9 +461,11 @@ class Searcher:
                 "selection": selection_to_json(self.selection),
                 "stage_state": stage.state_dict(),
                 "rng": rng_state(),
+                "world_size": 1 if self.dist is None else self.dist.world_size,
             },
             self.run.last_checkpoint,
         )
+        return True
 
     # ---------------------------------------------------------------- finish
     def _finish(self, stage: Stage, supernet: Any) -> SearchResult:
@@ -393,6 +475,25 @@ class Searcher:
             assert isinstance(stage.net, FixedNetwork)
             child = stage.net.net
         model = NormalizedModel(child, self.bundle.spec["mean"], self.bundle.spec["std"]).to(self.device).eval()
+        if self.dist is None:
+            return self._evaluate_and_write(model, child, stage)
+        # Rank 0 evaluates and writes; the others wait for its summary (or its failure).
+        summary: dict[str, Any] | None = None
+        if self.dist.is_main:
+            try:
+                summary = self._evaluate_and_write(model, child, stage).summary
+            except BaseException as exc:
+                self.dist.broadcast({"error": f"rank 0 failed while finishing: {type(exc).__name__}: {exc}"})
+                raise
+        received = self.dist.broadcast({"summary": summary})
+        if "error" in received:
+            raise RuntimeError(received["error"])
+        summary = received["summary"]
+        assert summary is not None
+        return SearchResult(model=model, genotype=summary["genotype"], summary=summary, selection=self.selection,
+                            run_dir=self.run.path)
+
+    def _evaluate_and_write(self, model: NormalizedModel, child: Any, stage: Stage) -> SearchResult:
         batches = eval_batches(self.bundle.dataset.split("test"), self.config.train.eval_batch_size,
                                self.config.train.workers)
         test = evaluate(model, batches, self.device)

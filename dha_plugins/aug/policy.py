@@ -165,6 +165,12 @@ class LearnablePolicy(AugmentationPolicy):
 
     learnable = True
 
+    #: Optional generator for the batch-level draw only (the Gumbel noise of ``q``). A
+    #: distributed search sets it to a generator seeded alike on every rank, so that all
+    #: ranks share ``q`` while the generator passed to :meth:`forward` (seeded per rank)
+    #: drives the per-sample draws. ``None`` (the default): one generator drives both.
+    batch_generator: torch.Generator | None = None
+
     def __init__(self, config: PolicyConfig, data_spec: dict[str, Any] | None = None) -> None:
         super().__init__()
         spec = dict(data_spec or {})
@@ -248,14 +254,17 @@ class LearnablePolicy(AugmentationPolicy):
 
         Args:
             batch_size: ``B``.
-            generator: CPU generator; ``None`` uses the global RNG.
+            generator: CPU generator; ``None`` uses the global RNG. When
+                :attr:`batch_generator` is set, it draws ``q`` and ``generator`` only the
+                per-sample entries, levels and signs.
 
         Returns:
             The plan.
         """
         check_generator(generator)
+        batch_generator = self.batch_generator if self.batch_generator is not None else generator
         log_p = torch.log_softmax(self.tau.detach().flatten().float(), 0).cpu()
-        uniform = torch.rand(log_p.shape, generator=generator).clamp_(min=torch.finfo(torch.float32).tiny)
+        uniform = torch.rand(log_p.shape, generator=batch_generator).clamp_(min=torch.finfo(torch.float32).tiny)
         gumbel = -torch.log(-torch.log(uniform))
         q = torch.softmax((log_p + gumbel) / self.config.temperature, 0)
         index = torch.multinomial(q, batch_size, replacement=True, generator=generator)

@@ -6,7 +6,7 @@ stem conv -> node0 <- {input}, node1 <- {input, node0} -> pooled linear head.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -26,15 +26,24 @@ class TinySpaceConfig(ComponentConfig):
     channels: int = Field(8, ge=1)
     ops: tuple[str, ...] = TINY_OPS
     keep: int = Field(1, ge=1, le=2, description="(edge, op) pairs kept per node.")
+    norm: Literal["batch", "none"] = Field(
+        "batch",
+        description="Normalisation after the stem and conv ops. 'none' makes every sample's loss independent "
+        "of the rest of its batch (e.g. to compare a distributed run with a single process exactly).",
+    )
 
 
-def _make_op(name: str, channels: int) -> nn.Module:
+def _norm(kind: str, channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels) if kind == "batch" else nn.Identity()
+
+
+def _make_op(name: str, channels: int, norm: str = "batch") -> nn.Module:
     if name == "none":
         return _Zero()
     if name == "skip_connect":
         return nn.Identity()
     if name == "conv_3x3":
-        return nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        return nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1, bias=False), _norm(norm, channels))
     if name == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
     raise ValueError(f"unknown tiny op {name!r}; expected one of {', '.join(TINY_OPS)}")
@@ -64,11 +73,12 @@ class TinySupernet(Supernet):
         super().__init__()
         c = space.config.channels
         self.groups = space.choice_groups()
-        self.stem = nn.Sequential(nn.Conv2d(space.data_spec["channels"], c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+        norm = space.config.norm
+        self.stem = nn.Sequential(nn.Conv2d(space.data_spec["channels"], c, 3, padding=1, bias=False), _norm(norm, c))
         self.candidates = nn.ModuleDict(
             {
                 g.name.replace("/", "_"): nn.ModuleDict(
-                    {_key(e, o): _make_op(op, c) for e in range(len(g.edges)) for o, op in enumerate(g.ops)}
+                    {_key(e, o): _make_op(op, c, norm) for e in range(len(g.edges)) for o, op in enumerate(g.ops)}
                 )
                 for g in self.groups
             }
@@ -96,11 +106,12 @@ class TinyChild(nn.Module):
         super().__init__()
         c = space.config.channels
         self.groups = space.choice_groups()
-        self.stem = nn.Sequential(nn.Conv2d(space.data_spec["channels"], c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+        norm = space.config.norm
+        self.stem = nn.Sequential(nn.Conv2d(space.data_spec["channels"], c, 3, padding=1, bias=False), _norm(norm, c))
         self.nodes = nn.ModuleDict()
         for g in self.groups:
             self.nodes[g.name.replace("/", "_")] = nn.ModuleDict(
-                {_key(s.edge, s.op): _Scaled(_make_op(g.ops[s.op], c), s.weight) for s in selection[g.name]}
+                {_key(s.edge, s.op): _Scaled(_make_op(g.ops[s.op], c, norm), s.weight) for s in selection[g.name]}
             )
         self.head = nn.Linear(c, space.data_spec["num_classes"])
 
