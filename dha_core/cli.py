@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
 import warnings
 from collections.abc import Sequence
@@ -47,9 +49,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="override a config key (repeatable), e.g. --set aug.name=none")
     search.add_argument("--out", help="run directory (default: output.dir/output.name)")
     search.add_argument("--skip-bad-images", action="store_true", help="log and skip unreadable images")
+    search.add_argument("--nproc", type=_positive_int, metavar="N",
+                        help="run this one search on N processes of this node (launches torchrun; "
+                             "train.batch_size is per process)")
 
     resume = sub.add_parser("resume", help="continue an interrupted run")
     resume.add_argument("run_dir")
+    resume.add_argument("--nproc", type=_positive_int, metavar="N", help="continue on N processes (torchrun)")
 
     ev = sub.add_parser("eval", help="evaluate a run's model.pt on the test split")
     ev.add_argument("run_dir")
@@ -62,14 +68,47 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", required=True, choices=["torchscript", "onnx"])
     ex.add_argument("--output", help="output file (default: RUN_DIR/model.<ext>)")
 
-    ab = sub.add_parser("ablate", help="run a grid of searches swapping components, over seeds")
-    ab.add_argument("--config", "-c", required=True)
-    ab.add_argument("--swap", action="append", default=[], metavar="KIND=A,B,...", required=True,
+    sw = sub.add_parser("sweep", help="run many searches: a grid of settings x seeds, locally or on Ray Tune")
+    _sweep_arguments(sw)
+
+    ab = sub.add_parser("ablate", help="swap components over seeds (an alias of sweep with --grid KIND.name=...)")
+    ab.add_argument("--swap", action="append", default=[], metavar="KIND=A,B,...",
                     help="component values to swap, e.g. aug=kornia,none (repeatable)")
-    ab.add_argument("--seeds", type=int, default=1)
-    ab.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ab.add_argument("--out", help="folder for the grid's runs and table")
+    _sweep_arguments(ab)
     return p
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _sweep_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", required=True, help="base YAML config")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="an axis of the grid over any config key, e.g. aug.temperature=0.25,0.5 (repeatable)")
+    p.add_argument("--seeds", type=int, default=1, help="repetitions per grid cell (train.seed, +1, ...)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override applied to every search")
+    p.add_argument("--out", help="folder for the searches, the tables and Tune's state")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: one search after another in this process; ray: Ray Tune trials")
+    p.add_argument("--resume", action="store_true", help="continue a sweep in --out: reuse finished searches, "
+                                                         "resume interrupted ones from their checkpoints")
+    ray = p.add_argument_group("ray engine")
+    ray.add_argument("--ray-address", help="Ray cluster to join (default: RAY_ADDRESS, else a local instance)")
+    ray.add_argument("--num-cpus", type=_positive_int, help="CPUs of a local Ray instance started here")
+    ray.add_argument("--cpus-per-trial", type=float, default=1.0)
+    ray.add_argument("--gpus-per-trial", type=float, default=0.0)
+    ray.add_argument("--max-concurrent", type=_positive_int, help="trials running at once (default: as resources allow)")
+    ray.add_argument("--search-alg", choices=["optuna"], help="sample the grid's values with Optuna TPE instead of "
+                                                              "running every cell")
+    ray.add_argument("--num-samples", type=_positive_int, default=8, help="configurations --search-alg tries")
+    ray.add_argument("--scheduler", choices=["asha"], help="stop poor trials early at epoch ends (ASHA)")
+    ray.add_argument("--metric", default="val_acc", help="metric for --search-alg/--scheduler (reported per epoch)")
+    ray.add_argument("--mode", choices=["max", "min"], default="max")
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
@@ -138,8 +177,31 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _global_flags(args: argparse.Namespace) -> list[str]:
+    return [flag for flag, on in (("-v", args.verbose), ("-q", args.quiet)) if on]
+
+
+def _torchrun(nproc: int, argv: list[str]) -> int:
+    """Runs ``python -m dha_core.cli ARGV`` on ``nproc`` local processes with torchrun."""
+    from dha_core.distributed import env_world_size
+
+    if env_world_size() > 1 or "TORCHELASTIC_RUN_ID" in os.environ:
+        raise UserInputError("--nproc: this process was already started by torchrun; drop --nproc")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "dha_core.cli", *argv]
+    log.info("launching: %s", " ".join(command))
+    proc = subprocess.Popen(command)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached the workers too: rank 0 writes a checkpoint before they exit.
+        proc.wait()
+        return 130
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from dha_core.config import load_config
+    from dha_core.distributed import is_main_process
     from dha_core.searcher import Searcher
 
     overrides = list(args.overrides)
@@ -148,22 +210,38 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     if args.quiet:
         config.train.progress = False
-    result = Searcher(config, run_dir=args.out).fit()
-    _print_summary(result.summary, result.run_dir)
+    searcher = Searcher(config, run_dir=args.out)
+    if args.nproc is not None and args.nproc > 1:
+        # Check the output here, so that bad input fails once with one line, and fix the
+        # run directory's name for all processes.
+        from dha_core.rundir import RunDir
+
+        RunDir.check_new(searcher.run.path, config.output.overwrite)
+        argv = [*_global_flags(args), "search", "--config", args.config, "--out", str(searcher.run.path)]
+        argv += [item for o in args.overrides for item in ("--set", o)]
+        argv += ["--skip-bad-images"] if args.skip_bad_images else []
+        return _torchrun(args.nproc, argv)
+    result = searcher.fit()
+    if is_main_process():
+        _print_summary(result.summary, result.run_dir)
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from dha_core.distributed import is_main_process
     from dha_core.searcher import Searcher
 
     run = Path(args.run_dir)
     if (run / "summary.json").is_file():
         raise UserInputError(f"{run}: this run has already finished (summary.json exists)")
     searcher = Searcher.from_run_dir(run)
+    if args.nproc is not None and args.nproc > 1:
+        return _torchrun(args.nproc, [*_global_flags(args), "resume", str(run)])
     if args.quiet:
         searcher.config.train.progress = False
     result = searcher.fit()
-    _print_summary(result.summary, result.run_dir)
+    if is_main_process():
+        _print_summary(result.summary, result.run_dir)
     return 0
 
 
@@ -188,17 +266,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ablate(args: argparse.Namespace) -> int:
-    from dha_core.ablate import run_ablation
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from dha_core.sweep import RayOptions, Sweep, run_sweep
 
-    table = run_ablation(args.config, args.swap, args.seeds, args.overrides, Path(args.out) if args.out else None,
-                         progress=not args.quiet)
+    sweep = Sweep.from_file(args.config, args.grid, args.seeds, args.overrides, args.out, progress=not args.quiet)
+    options = RayOptions(address=args.ray_address, num_cpus=args.num_cpus, cpus_per_trial=args.cpus_per_trial,
+                         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+                         search_alg=args.search_alg, num_samples=args.num_samples, scheduler=args.scheduler,
+                         metric=args.metric, mode=args.mode)
+    if args.engine == "local" and (args.search_alg or args.scheduler):
+        raise UserInputError("--search-alg/--scheduler: need --engine ray")
+    table, rows = run_sweep(sweep, args.engine, resume=args.resume, ray_options=options)
     print(table)
-    return 0
+    print(f"tables: {sweep.out / 'sweep.md'}, {sweep.out / 'sweep.csv'} (per trial: {sweep.out / 'trials.csv'})")
+    failed = [r for r in rows if r["status"] == "error"]
+    for row in failed:
+        sys.stderr.write(f"dha: trial {row['cell']} seed {row['seed']} failed: {row['error']}\n")
+    return 1 if failed else 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from dha_core.ablate import swaps_to_grid
+
+    if not args.swap and not args.grid:
+        raise UserInputError("ablate: give at least one --swap KIND=A,B,...")
+    args.grid = [*swaps_to_grid(args.swap), *args.grid]
+    return cmd_sweep(args)
 
 
 COMMANDS = {"list": cmd_list, "search": cmd_search, "resume": cmd_resume, "eval": cmd_eval, "export": cmd_export,
-            "ablate": cmd_ablate}
+            "sweep": cmd_sweep, "ablate": cmd_ablate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code.
     """
     args = _parser().parse_args(argv)
-    _setup_logging(args.verbose, args.quiet)
+    # Under torchrun only rank 0 speaks: the other ranks keep to warnings.
+    _setup_logging(args.verbose, args.quiet or os.environ.get("RANK", "0") != "0")
     from dha_core.searcher import Interrupted
 
     try:
