@@ -1,7 +1,8 @@
 """``dha ablate``: swap components over seeds; a thin alias of :mod:`dha_core.sweep`.
 
 ``--swap KIND=A,B`` is the grid axis ``KIND.name=A,B``; everything else (engines, tables,
-resume) is the sweep's.
+resume) is the sweep's. The tables are also written under their former names,
+``ablation.md`` and ``ablation.csv`` (one row per search).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 
 from dha_core.config import COMPONENT_FIELDS
 from dha_core.errors import UserInputError
+from dha_core.rundir import atomic_write_text
 from dha_core.sweep import Sweep, run_sweep, sweep_table
 
-__all__ = ["parse_swaps", "swaps_to_grid", "run_ablation", "ablation_table"]
+__all__ = ["parse_swaps", "swaps_to_grid", "run_ablation", "ablation_table", "write_ablation_files"]
 
 
 def parse_swaps(swaps: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -49,7 +51,15 @@ def run_ablation(config_path: str, swaps: list[str], seeds: int, overrides: list
     """
     sweep = Sweep.from_file(config_path, swaps_to_grid(swaps), seeds, overrides, out, progress=progress)
     table, _ = run_sweep(sweep, "local")
+    write_ablation_files(sweep.out)
     return table
+
+
+def write_ablation_files(out: Path) -> None:
+    """``ablation.md`` / ``ablation.csv``: the former names of ``sweep.md`` / ``trials.csv``."""
+    for old, new in (("ablation.md", "sweep.md"), ("ablation.csv", "trials.csv")):
+        if (out / new).is_file():
+            atomic_write_text(out / old, (out / new).read_text(encoding="utf-8"))
 
 
 def ablation_table(results: list[dict[str, Any]]) -> str:

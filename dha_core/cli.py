@@ -267,6 +267,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    return _sweep(args)[0]
+
+
+def _sweep(args: argparse.Namespace) -> tuple[int, Path]:
+    """Runs ``dha sweep``; returns the exit code and the sweep's folder."""
     from dha_core.sweep import RayOptions, Sweep, run_sweep
 
     sweep = Sweep.from_file(args.config, args.grid, args.seeds, args.overrides, args.out, progress=not args.quiet)
@@ -282,16 +287,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     failed = [r for r in rows if r["status"] == "error"]
     for row in failed:
         sys.stderr.write(f"dha: trial {row['cell']} seed {row['seed']} failed: {row['error']}\n")
-    return 1 if failed else 0
+    return (1 if failed else 0), sweep.out
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from dha_core.ablate import swaps_to_grid
+    from dha_core.ablate import swaps_to_grid, write_ablation_files
 
     if not args.swap and not args.grid:
         raise UserInputError("ablate: give at least one --swap KIND=A,B,...")
     args.grid = [*swaps_to_grid(args.swap), *args.grid]
-    return cmd_sweep(args)
+    code, out = _sweep(args)
+    write_ablation_files(out)
+    return code
 
 
 COMMANDS = {"list": cmd_list, "search": cmd_search, "resume": cmd_resume, "eval": cmd_eval, "export": cmd_export,

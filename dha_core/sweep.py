@@ -109,13 +109,16 @@ class Trial:
 
     @property
     def cell(self) -> str:
-        """The grid cell, e.g. ``"aug.name=kornia, hpo.lr_up=0.2"`` (``"base"`` without a grid)."""
-        return ", ".join(f"{k}={v}" for k, v in self.params) or "base"
+        """The grid cell, e.g. ``"aug=kornia, hpo.lr_up=0.2"`` (``"base"`` without a grid).
+
+        A component swap ``aug.name=kornia`` is shown as ``aug=kornia``.
+        """
+        return ", ".join(f"{_label(k)}={v}" for k, v in self.params) or "base"
 
     @property
     def slug(self) -> str:
         """The trial's run-directory name."""
-        parts = [_slug(f"{k}_{v}") for k, v in self.params]
+        parts = [_slug(f"{_label(k)}_{v}") for k, v in self.params]
         return "-".join([*parts, f"seed{self.seed_index}", *([_slug(self.suffix)] if self.suffix else [])])
 
 
@@ -194,6 +197,10 @@ class Sweep:
 
     def run_dir(self, trial: Trial) -> Path:
         return self.out / trial.slug
+
+
+def _label(key: str) -> str:
+    return key.rsplit(".", 1)[0] if _is_swap(key) else key
 
 
 def _is_swap(key: str) -> bool:

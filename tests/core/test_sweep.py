@@ -50,8 +50,9 @@ def test_trials_cover_grid_times_seeds_with_swaps_first(tmp_path: Path) -> None:
                             overrides=["hpo.schedule=constant"], out=tmp_path / "sw", progress=False)
     trials = sweep.trials()
     assert [(t.cell, t.seed_index) for t in trials] == [
-        ("hpo.lr=0.1, hpo.name=fixed", 0), ("hpo.lr=0.1, hpo.name=fixed", 1),
-        ("hpo.lr=0.2, hpo.name=fixed", 0), ("hpo.lr=0.2, hpo.name=fixed", 1)]
+        ("hpo.lr=0.1, hpo=fixed", 0), ("hpo.lr=0.1, hpo=fixed", 1),
+        ("hpo.lr=0.2, hpo=fixed", 0), ("hpo.lr=0.2, hpo=fixed", 1)]
+    assert trials[0].slug == "hpo.lr_0.1-hpo_fixed-seed0"
     # The component swap comes before the user's --set, so the set field survives it.
     assert sweep.trial_overrides(trials[3]) == ["hpo.name=fixed", "hpo.schedule=constant", "hpo.lr=0.2",
                                                 "train.seed=11", "train.progress=false"]
@@ -151,7 +152,9 @@ def test_ablate_is_an_alias_of_sweep(tmp_path: Path, capsys: pytest.CaptureFixtu
     config = write_config(tmp_path, epochs=1)
     out = tmp_path / "ab"
     assert main(["-q", "ablate", "--config", str(config), "--swap", "aug=none,standard", "--out", str(out)]) == 0
-    assert [r["cell"] for r in read_csv(out / "sweep.csv")] == ["aug.name=none", "aug.name=standard"]
+    assert [r["cell"] for r in read_csv(out / "sweep.csv")] == ["aug=none", "aug=standard"]
+    assert (out / "ablation.md").read_text() == (out / "sweep.md").read_text()  # the former file names
+    assert (out / "ablation.csv").read_text() == (out / "trials.csv").read_text()
     capsys.readouterr()
     assert main(["ablate", "--config", str(config), "--swap", "optimizer=a,b"]) == 2
     assert "unknown kind 'optimizer'" in capsys.readouterr().err
