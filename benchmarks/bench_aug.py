@@ -28,10 +28,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +46,11 @@ from torchvision.transforms import v2
 
 from dha_plugins.aug.kornia_policy import KorniaPolicy, KorniaPolicyConfig
 from dha_plugins.aug.torchvision_policy import TorchvisionPolicy, TorchvisionPolicyConfig
+
+# The scripts run as files, not as a package: put this folder on the path so `common`
+# imports however the script is started (``python benchmarks/...``, ``runpy``, ``-m``).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit  # noqa: E402
 
 GOAL_VS_TORCHVISION = 3.0
 BEGIN, END = "<!-- bench_aug:begin -->", "<!-- bench_aug:end -->"
@@ -137,16 +142,6 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def write_markdown(path: Path, table: str) -> None:
-    """Replaces the text between the bench markers in ``path`` with ``table``."""
-    text = path.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{path}: markers {BEGIN} ... {END} not found")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="same comparisons, smaller (under a minute)")
@@ -201,13 +196,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "goal": {"dha_vs_torchvision_min": GOAL_VS_TORCHVISION, "met": ratios["dha_vs_torchvision"] >= GOAL_VS_TORCHVISION},
     }
-    table = markdown_table(result)
-    print(table)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown is not None:
-        write_markdown(args.markdown, table)
+    # required: the table sits at a chosen place in docs/augmentation.md, never appended.
+    emit(result, markdown_table(result), args.json, args.markdown, (BEGIN, END), required=True)
     return result
 
 

@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +46,11 @@ from torch import nn
 
 from dha_core import get_registry
 from dha_core.interfaces import HyperOptimizer
+
+# The scripts run as files, not as a package: put this folder on the path so `common`
+# imports however the script is started (``python benchmarks/...``, ``runpy``, ``-m``).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit  # noqa: E402
 
 GOALS = {"next_train_vs_plain": 1.05, "held_out_vs_plain": 2.05}
 VARIANTS = ("plain", "fixed", "next_train", "held_out")
@@ -269,10 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios", "goals_met",
     )
     print(json.dumps({k: result[k] for k in keys}, indent=2))
-    print(markdown(result))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, markdown(result), args.json)
     return 0
 
 

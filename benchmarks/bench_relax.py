@@ -34,10 +34,10 @@ elsewhere).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +48,11 @@ import torch.nn.functional as F
 
 from dha_core import get_registry
 from dha_core.interfaces import ArchStepContext, DataSpec
+
+# The scripts run as files, not as a package: put this folder on the path so `common`
+# imports however the script is started (``python benchmarks/...``, ``runpy``, ``-m``).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit  # noqa: E402
 
 GOALS = {"ista_vs_softmax_time": 0.25, "ista_vs_softmax_mem": 0.4}
 BEGIN, END = "<!-- bench_relax:begin -->", "<!-- bench_relax:end -->"
@@ -292,18 +297,6 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, table: str) -> None:
-    """Replaces the text between the bench markers in ``path`` (appends them if absent)."""
-    text = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n{table}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="same comparisons, smaller (under a minute on 2 cores)")
@@ -329,13 +322,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.repeats = args.repeats or (2 if args.quick else 3)
 
     result = run(args)
-    table = markdown_table(result)
-    print(table)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if not args.no_markdown:
-        write_markdown(args.markdown, table)
+    emit(result, markdown_table(result), args.json, None if args.no_markdown else args.markdown, (BEGIN, END))
     return result
 
 

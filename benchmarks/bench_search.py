@@ -31,6 +31,7 @@ import json
 import math
 import platform
 import statistics
+import sys
 import tarfile
 import tempfile
 import time
@@ -42,8 +43,14 @@ import torch
 from dha_core.config import resolve_config
 from dha_core.searcher import Searcher
 
+# The scripts run as files, not as a package: put this folder on the path so `common`
+# imports however the script is started (``python benchmarks/...``, ``runpy``, ``-m``).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit  # noqa: E402
+
 SHARED_TAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+MARKERS = ("<!-- bench_search:start -->", "<!-- bench_search:end -->")
 METHODS = ("dha", "sequential_dha", "ista_one_stage", "darts")
 OPS7 = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3",
         "dil_conv_5x5"]
@@ -224,17 +231,6 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_markdown(path: Path, table: str, marker: str = "bench_search") -> None:
-    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    text = path.read_text() if path.exists() else "# Results\n"
-    block = f"{start}\n{table}\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + f"\n\n## Same-budget comparison (`benchmarks/bench_search.py`)\n\n{block}\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="same comparisons, tiny (< 1 min on 2 cores, 1 seed)")
@@ -264,13 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         args.layers = min(args.layers, 3)
         args.batch = min(args.batch, 16)
     result = run(args)
-    table = markdown(result)
-    print(table)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown is not None:
-        write_markdown(args.markdown, table)
+    emit(result, markdown(result), args.json, args.markdown, MARKERS,
+         heading="Same-budget comparison (`benchmarks/bench_search.py`)", new_file="# Results\n")
     if args.plot is not None:
         plot(result, args.plot)
     return 0

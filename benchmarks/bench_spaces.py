@@ -35,7 +35,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -51,6 +50,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dha_core import get_registry
 from dha_core.types import ChoiceGroup, MixingWeights
+
+# The scripts run as files, not as a package: put this folder on the path so `common`
+# imports however the script is started (``python benchmarks/...``, ``runpy``, ``-m``).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit  # noqa: E402
 
 GOAL = 0.25
 VARIANTS = ("sparse", "sparse_heavy", "dense")
@@ -279,18 +283,6 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, table: str) -> None:
-    """Replaces the text between the bench markers in ``path`` (appends them if absent)."""
-    text = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n{table}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="same comparisons, smaller (under a minute on 2 cores)")
@@ -313,13 +305,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.batch = args.batch or (8 if args.quick else 32)
 
     result = run(args)
-    table = markdown_table(result)
-    print(table)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown is not None:
-        write_markdown(args.markdown, table)
+    emit(result, markdown_table(result), args.json, args.markdown, (BEGIN, END))
     return result
 
 

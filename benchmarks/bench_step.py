@@ -27,9 +27,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,9 +41,15 @@ from dha_core.config import resolve_config
 from dha_core.searcher import Searcher
 from dha_core.stage import Stage
 
+# The scripts run as files, not as a package: put this folder on the path so `common`
+# imports however the script is started (``python benchmarks/...``, ``runpy``, ``-m``).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit  # noqa: E402
+
 GOALS = {"dha_held_out_vs_plain": 2.2, "dha_next_train_vs_plain": 1.15}
 VARIANTS = ("plain", "dha_held_out", "dha_next_train", "darts2")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+MARKERS = ("<!-- bench_step:start -->", "<!-- bench_step:end -->")
 
 
 def variant_config(name: str, c: int, layers: int, batch: int, image_size: int) -> dict[str, Any]:
@@ -174,18 +180,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, table: str, marker: str = "bench_step") -> None:
-    """Replaces the text between ``<!-- marker:start -->`` and ``<!-- marker:end -->``."""
-    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    text = path.read_text() if path.exists() else ""
-    block = f"{start}\n{table}\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + f"\n\n## Step cost (`benchmarks/bench_step.py`)\n\n{block}\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="same comparisons, smaller (< 1 min on 2 cores)")
@@ -206,13 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.steps = args.steps or (1 if args.quick else 3)
     result = measure(args)
-    table = markdown(result)
-    print(table)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown is not None:
-        write_markdown(args.markdown, table)
+    emit(result, markdown(result), args.json, args.markdown, MARKERS, heading="Step cost (`benchmarks/bench_step.py`)")
     return 0
 
 
