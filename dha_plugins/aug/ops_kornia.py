@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 KorniaOp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, str], torch.Tensor]
+AffineMatrices = Callable[[torch.Tensor, torch.Tensor, tuple[int, int]], torch.Tensor]
+"""``(level, sign, (H, W)) -> (N, 2, 3)`` source-to-destination matrices of a geometric op."""
 
 
 def _per_sample(values: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -328,7 +330,7 @@ def translate_y_matrix(level: torch.Tensor, sign: torch.Tensor, size: tuple[int,
     return matrix
 
 
-AFFINE_MATRICES: dict[str, Callable[[torch.Tensor, torch.Tensor, tuple[int, int]], torch.Tensor]] = {
+AFFINE_MATRICES: dict[str, AffineMatrices] = {
     "Rotate": rotate_matrix,
     "ShearX": shear_x_matrix,
     "ShearY": shear_y_matrix,
@@ -336,6 +338,11 @@ AFFINE_MATRICES: dict[str, Callable[[torch.Tensor, torch.Tensor, tuple[int, int]
     "TranslateY": translate_y_matrix,
 }
 """Geometric op name -> its per-sample affine matrices; :func:`warp` applies them."""
+
+
+def _size(images: torch.Tensor) -> tuple[int, int]:
+    """``(H, W)`` of a batch."""
+    return int(images.shape[-2]), int(images.shape[-1])
 
 
 def warp(images: torch.Tensor, matrices: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
@@ -353,16 +360,10 @@ def warp(images: torch.Tensor, matrices: torch.Tensor, mode: str = "bilinear") -
         The warped batch.
     """
     matrices = matrices.to(device=images.device, dtype=images.dtype, non_blocking=True)
-    size = (int(images.shape[-2]), int(images.shape[-1]))
-    return KT.warp_affine(images, matrices, size, mode=mode, padding_mode="zeros", align_corners=True)
+    return KT.warp_affine(images, matrices, _size(images), mode=mode, padding_mode="zeros", align_corners=True)
 
 
-def _size(images: torch.Tensor) -> tuple[int, int]:
-    return int(images.shape[-2]), int(images.shape[-1])
-
-
-def rotate(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Rotates counter-clockwise by ``sign * 30 * level / 8`` degrees about the image centre.
+_WARP_OP_DOC = """{summary}
 
     Args:
         images: ``(N, C, H, W)`` batch.
@@ -373,67 +374,49 @@ def rotate(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: 
     Returns:
         The warped batch; uncovered pixels are 0.
     """
-    return warp(images, rotate_matrix(level.cpu(), sign.cpu(), _size(images)), mode)
 
 
-def shear_x(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Shears horizontally by ``sign * 0.3 * level / 8`` about the top-left corner (PIL).
+def _warp_op(name: str, matrices: AffineMatrices, summary: str) -> KorniaOp:
+    """The geometric op that warps each image by ``matrices`` of its level and sign.
 
-    Args:
-        images: ``(N, C, H, W)`` batch.
-        level: ``(N,)`` levels.
-        sign: ``(N,)`` signs.
-        mode: ``"bilinear"`` or ``"nearest"``.
-
-    Returns:
-        The warped batch; uncovered pixels are 0.
-    """
-    return warp(images, shear_x_matrix(level.cpu(), sign.cpu(), _size(images)), mode)
-
-
-def shear_y(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Shears vertically by ``sign * 0.3 * level / 8`` about the top-left corner (PIL).
+    Every geometric op is the same call with its own matrices, so they are made here
+    rather than written out five times.
 
     Args:
-        images: ``(N, C, H, W)`` batch.
-        level: ``(N,)`` levels.
-        sign: ``(N,)`` signs.
-        mode: ``"bilinear"`` or ``"nearest"``.
+        name: The function name the op reports (``__name__``).
+        matrices: One of the ``*_matrix`` functions above.
+        summary: The first line of the op's docstring.
 
     Returns:
-        The warped batch; uncovered pixels are 0.
+        The op, with the signature of :data:`KorniaOp` and ``mode="bilinear"`` by default.
     """
-    return warp(images, shear_y_matrix(level.cpu(), sign.cpu(), _size(images)), mode)
+
+    def op(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+        # The matrices are built on CPU, where the levels are sampled; warp moves them over.
+        return warp(images, matrices(level.cpu(), sign.cpu(), _size(images)), mode)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = _WARP_OP_DOC.format(summary=summary)
+    return op
 
 
-def translate_x(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Moves the content right by ``sign * 0.45 * level / 8`` of the width (sub-pixel).
-
-    Args:
-        images: ``(N, C, H, W)`` batch.
-        level: ``(N,)`` levels.
-        sign: ``(N,)`` signs.
-        mode: ``"bilinear"`` or ``"nearest"``.
-
-    Returns:
-        The warped batch; uncovered pixels are 0.
-    """
-    return warp(images, translate_x_matrix(level.cpu(), sign.cpu(), _size(images)), mode)
-
-
-def translate_y(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Moves the content down by ``sign * 0.45 * level / 8`` of the height (sub-pixel).
-
-    Args:
-        images: ``(N, C, H, W)`` batch.
-        level: ``(N,)`` levels.
-        sign: ``(N,)`` signs.
-        mode: ``"bilinear"`` or ``"nearest"``.
-
-    Returns:
-        The warped batch; uncovered pixels are 0.
-    """
-    return warp(images, translate_y_matrix(level.cpu(), sign.cpu(), _size(images)), mode)
+rotate = _warp_op(
+    "rotate", rotate_matrix, "Rotates counter-clockwise by ``sign * 30 * level / 8`` degrees about the image centre."
+)
+shear_x = _warp_op(
+    "shear_x", shear_x_matrix, "Shears horizontally by ``sign * 0.3 * level / 8`` about the top-left corner (PIL)."
+)
+shear_y = _warp_op(
+    "shear_y", shear_y_matrix, "Shears vertically by ``sign * 0.3 * level / 8`` about the top-left corner (PIL)."
+)
+translate_x = _warp_op(
+    "translate_x", translate_x_matrix,
+    "Moves the content right by ``sign * 0.45 * level / 8`` of the width (sub-pixel).",
+)
+translate_y = _warp_op(
+    "translate_y", translate_y_matrix,
+    "Moves the content down by ``sign * 0.45 * level / 8`` of the height (sub-pixel).",
+)
 
 
 KORNIA_OPS: dict[str, KorniaOp] = {
