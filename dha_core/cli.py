@@ -301,6 +301,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return code
 
 
+def _rank_tag() -> str:
+    """``"[rank N] "`` under torchrun on ranks other than 0 (rank 0 speaks plainly)."""
+    rank = os.environ.get("RANK", "0")
+    return "" if rank == "0" else f"[rank {rank}] "
+
+
 COMMANDS = {"list": cmd_list, "search": cmd_search, "resume": cmd_resume, "eval": cmd_eval, "export": cmd_export,
             "sweep": cmd_sweep, "ablate": cmd_ablate}
 
@@ -324,10 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("default")
             return COMMANDS[args.command](args)
     except UserInputError as exc:
-        sys.stderr.write(f"dha: error: {exc}\n")
+        sys.stderr.write(f"dha: {_rank_tag()}error: {exc}\n")
         return 2
     except NonFiniteError as exc:
-        sys.stderr.write(f"dha: error: {exc}\n")
+        sys.stderr.write(f"dha: {_rank_tag()}error: {exc}\n")
         return 1
     except Interrupted as exc:
         sys.stderr.write(f"dha: {exc}\n")

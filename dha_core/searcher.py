@@ -241,9 +241,9 @@ class Searcher:
     def fit(self) -> SearchResult:
         """Runs every stage, derives the child, evaluates it and writes the run directory.
 
-        Under torchrun (``WORLD_SIZE > 1``) every process calls this; they join one process
-        group for the duration of the call (unless the caller already set one up) and all
-        return the same summary.
+        Under torchrun (``WORLD_SIZE > 1``) every process calls this: they join the process
+        group torchrun describes (created on first use and kept for the process's life, or
+        the caller's own) and all return the same summary.
 
         Returns:
             The :class:`SearchResult`.
