@@ -147,19 +147,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 calib = calibrate(method, raw, args)
                 raw["output"]["name"] = f"{method}-seed{seed}"
                 summary = Searcher(resolve_config(raw)).fit().summary
-                row = {
-                    "method": method, "seed": seed, "test_acc": summary["test_acc"], "val_acc": summary["val_acc"],
-                    "params": summary["params"], "flops": summary["flops"], "wall_s": summary["wall_s"],
-                    "stage_wall_s": summary["stage_wall_s"], "steps": summary["steps"],
-                    "final_lr": summary.get("retrain_final", {}).get("lr", summary["final_lr"]),
-                    "final_wd": summary.get("retrain_final", {}).get("wd", summary["final_wd"]),
-                    "epochs": raw["train"]["epochs"], "retrain_epochs": raw.get("retrain", {}).get("epochs"),
-                    "genotype": summary["genotype"], **calib,
-                }
+                row = summary_row(method, seed, summary, raw, calib)
                 rows.append(row)
                 print(f"{method} seed {seed}: test acc {100 * row['test_acc']:.2f}%, steps {row['steps']}, "
                       f"wall {row['wall_s']:.0f}s", flush=True)
     return aggregate(rows, args)
+
+
+def summary_row(method: str, seed: int, summary: dict[str, Any], raw: dict[str, Any],
+                calib: dict[str, Any]) -> dict[str, Any]:
+    """One table row from a run's summary."""
+    return {
+        "method": method, "seed": seed, "test_acc": summary["test_acc"], "val_acc": summary["val_acc"],
+        "params": summary["params"], "flops": summary["flops"], "wall_s": summary["wall_s"],
+        "stage_wall_s": summary["stage_wall_s"], "steps": summary["steps"],
+        "final_lr": summary.get("retrain_final", {}).get("lr", summary["final_lr"]),
+        "final_wd": summary.get("retrain_final", {}).get("wd", summary["final_wd"]),
+        "epochs": raw["train"]["epochs"], "retrain_epochs": (raw.get("retrain") or {}).get("epochs"),
+        "genotype": summary["genotype"], **calib,
+    }
+
+
+def rows_from_runs(folder: Path) -> list[dict[str, Any]]:
+    """Rows from finished run directories named ``<method>-seed<k>`` (e.g. left by an
+    interrupted benchmark), so a partial benchmark can still be tabulated."""
+    import yaml
+
+    rows = []
+    for summary_path in sorted(folder.glob("*-seed*/summary.json")):
+        method, _, seed = summary_path.parent.name.rpartition("-seed")
+        raw = yaml.safe_load((summary_path.parent / "config.yaml").read_text())
+        summary = json.loads(summary_path.read_text())
+        rows.append(summary_row(method, int(seed), summary, raw, {}))
+    return rows
 
 
 def _ms(values: list[float]) -> tuple[float, float]:
@@ -239,17 +259,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=None, help="write a bar chart here")
     parser.add_argument("--tar", type=Path, default=SHARED_TAR)
     parser.add_argument("--data-root", type=Path, default=None, help="an already extracted ImageFolder root")
-    parser.add_argument("--budget", type=float, default=None, help="seconds per run (default 480; 8 with --quick)")
+    parser.add_argument("--from-runs", type=Path, default=None,
+                        help="tabulate finished run directories (<method>-seed<k>) instead of running")
+    parser.add_argument("--budget", type=float, default=None, help="seconds per run (default 480; 5 with --quick)")
     parser.add_argument("--seeds", type=int, default=None, help="default 2; 1 with --quick")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--C", type=int, default=None, help="supernet width (default 8; 4 with --quick)")
     parser.add_argument("--layers", type=int, default=5)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--train-subset", type=int, default=None, help="default 10000; 1000 with --quick")
-    parser.add_argument("--test-subset", type=int, default=None, help="default: all 10000; 500 with --quick")
+    parser.add_argument("--train-subset", type=int, default=None, help="default 10000; 500 with --quick")
+    parser.add_argument("--test-subset", type=int, default=None, help="default: all 10000; 200 with --quick")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.data_root is None and not args.tar.is_file():
+    if args.data_root is None and args.from_runs is None and not args.tar.is_file():
         parser.error(f"data not found: {args.tar} (pass --tar or --data-root)")
     args.budget = args.budget or (5.0 if args.quick else 480.0)
     args.seeds = args.seeds or (1 if args.quick else 2)
@@ -259,7 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.layers = min(args.layers, 3)
         args.batch = min(args.batch, 16)
-    result = run(args)
+    if args.from_runs is not None:
+        rows = rows_from_runs(args.from_runs)
+        if not rows:
+            parser.error(f"no finished runs under {args.from_runs}")
+        args.methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+        args.seeds = max(r["seed"] for r in rows) + 1
+        result = aggregate(rows, args)
+    else:
+        result = run(args)
     emit(result, markdown(result), args.json, args.markdown, MARKERS,
          heading="Same-budget comparison (`benchmarks/bench_search.py`)", new_file="# Results\n")
     if args.plot is not None:
