@@ -10,7 +10,7 @@ from torch import nn
 
 from dha_plugins.spaces.common import last_affine_bn
 from dha_plugins.spaces.darts.config import DartsSpaceConfig
-from dha_plugins.spaces.darts.layout import AuxiliaryHead, CellSpec, make_preprocess, make_stem, network_layout
+from dha_plugins.spaces.darts.layout import CellSpec, DartsNetwork, make_preprocess, network_layout
 from dha_plugins.spaces.darts.ops import drop_path, is_droppable, make_op
 
 __all__ = ["NodePick", "ChildOp", "ChildNode", "ChildCell", "DartsChild", "op_key"]
@@ -99,7 +99,7 @@ class ChildCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
-class DartsChild(nn.Module):
+class DartsChild(DartsNetwork):
     """A standalone DARTS network (the CIFAR evaluation network of a genotype).
 
     Args:
@@ -114,36 +114,9 @@ class DartsChild(nn.Module):
 
     def __init__(self, config: DartsSpaceConfig, data_spec: dict,
                  picks: dict[str, Sequence[Sequence[NodePick]]]) -> None:
-        super().__init__()
         layout = network_layout(config, int(data_spec["image_size"]))
-        self.aux_index = layout.aux_index
-        self.drop_path_prob = 0.0
-        self.stem = make_stem(int(data_spec["channels"]), layout.stem_channels)
-        self.cells = nn.ModuleList(ChildCell(s, config, picks[s.cell_type]) for s in layout.cells)
-        self.auxiliary_head = (
-            AuxiliaryHead(layout.aux_in_channels, int(data_spec["num_classes"]), layout.aux_in_size,
-                          config.aux_channels)
-            if config.auxiliary
-            else None
-        )
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(layout.classifier_in, int(data_spec["num_classes"]))
-
-    def set_drop_path(self, prob: float) -> None:
-        """Sets the drop-path probability (for fine-tuning or retraining the child)."""
-        if not 0.0 <= prob < 1.0:
-            raise ValueError(f"drop-path probability must be in [0, 1), got {prob}")
-        self.drop_path_prob = float(prob)
+        super().__init__(layout, config, data_spec, lambda spec: ChildCell(spec, config, picks[spec.cell_type]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Returns logits, or ``(logits, aux_logits)`` in training mode with an auxiliary head."""
-        s0 = s1 = self.stem(x)
-        aux = None
-        for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i == self.aux_index and self.auxiliary_head is not None and self.training:
-                aux = self.auxiliary_head(s1)
-        logits = self.classifier(self.global_pooling(s1).flatten(1))
-        if aux is not None:
-            return logits, aux
-        return logits
+        return self._run_cells(x, lambda i, cell, s0, s1: cell(s0, s1, self.drop_path_prob))

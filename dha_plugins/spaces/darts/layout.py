@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,7 +12,18 @@ from torch import nn
 from dha_plugins.spaces.darts.config import DartsSpaceConfig
 from dha_plugins.spaces.darts.ops import FactorizedReduce, ReLUConvBN
 
-__all__ = ["CellSpec", "NetworkLayout", "network_layout", "make_stem", "make_preprocess", "AuxiliaryHead"]
+__all__ = [
+    "CellSpec",
+    "NetworkLayout",
+    "network_layout",
+    "make_stem",
+    "make_preprocess",
+    "AuxiliaryHead",
+    "DartsNetwork",
+]
+
+RunCell = Callable[[int, nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(index, cell, s0, s1) -> output``: how a network calls its cell ``index``."""
 
 
 @dataclass(frozen=True)
@@ -141,3 +154,66 @@ class AuxiliaryHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.classifier(self.features(x).flatten(1))
+
+
+class DartsNetwork(nn.Module):
+    """Stem, cells, auxiliary head and classifier: what the supernet and the child share.
+
+    The two networks differ only in their cells and in what a cell is given besides its
+    two inputs; subclasses pass the cells in and say how to call them.
+
+    Args:
+        layout: The network's shape plan.
+        config: The space config (``auxiliary``, ``aux_channels``).
+        data_spec: ``num_classes`` and ``channels``.
+        make_cell: Builds the cell of one spec.
+
+    Attributes:
+        aux_index: The cell after which the auxiliary head reads.
+        drop_path_prob: Drop-path probability on non-identity ops in training.
+    """
+
+    def __init__(self, layout: NetworkLayout, config: DartsSpaceConfig, data_spec: dict[str, Any],
+                 make_cell: Callable[[CellSpec], nn.Module]) -> None:
+        super().__init__()
+        num_classes = int(data_spec["num_classes"])
+        self.aux_index = layout.aux_index
+        self.drop_path_prob = 0.0
+        # Built in this order (stem, cells, heads) so that a seed gives the same initial
+        # weights and the parameters keep their order (optimizer state is saved by position).
+        self.stem = make_stem(int(data_spec["channels"]), layout.stem_channels)
+        self.cells = nn.ModuleList(make_cell(spec) for spec in layout.cells)
+        self.auxiliary_head = (
+            AuxiliaryHead(layout.aux_in_channels, num_classes, layout.aux_in_size, config.aux_channels)
+            if config.auxiliary
+            else None
+        )
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(layout.classifier_in, num_classes)
+
+    def set_drop_path(self, prob: float) -> None:
+        """Sets the drop-path probability applied to non-identity ops in training."""
+        if not 0.0 <= prob < 1.0:
+            raise ValueError(f"drop-path probability must be in [0, 1), got {prob}")
+        self.drop_path_prob = float(prob)
+
+    def _run_cells(self, x: torch.Tensor, run_cell: RunCell) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Stem, every cell on its two predecessors, then the classifier.
+
+        Args:
+            x: Images ``(N, C, H, W)``.
+            run_cell: Calls one cell (see :data:`RunCell`).
+
+        Returns:
+            Logits, or ``(logits, aux_logits)`` in training mode with an auxiliary head.
+        """
+        s0 = s1 = self.stem(x)
+        aux = None
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, run_cell(i, cell, s0, s1)
+            if i == self.aux_index and self.auxiliary_head is not None and self.training:
+                aux = self.auxiliary_head(s1)
+        logits = self.classifier(self.global_pooling(s1).flatten(1))
+        if aux is not None:
+            return logits, aux
+        return logits

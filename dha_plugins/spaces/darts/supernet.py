@@ -9,9 +9,9 @@ from torch import nn
 
 from dha_core.interfaces import Supernet
 from dha_core.types import ChoiceGroup, MixingWeights
-from dha_plugins.spaces.common import fold_scale_into, last_affine_bn
+from dha_plugins.spaces.common import fold_scale_into, group_mixing, last_affine_bn
 from dha_plugins.spaces.darts.config import DartsSpaceConfig
-from dha_plugins.spaces.darts.layout import AuxiliaryHead, CellSpec, make_preprocess, make_stem, network_layout
+from dha_plugins.spaces.darts.layout import CellSpec, DartsNetwork, make_preprocess, network_layout
 from dha_plugins.spaces.darts.ops import drop_path, is_droppable, make_op
 
 __all__ = ["MixedNode", "SearchCell", "DartsSupernet"]
@@ -131,7 +131,7 @@ class SearchCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
-class DartsSupernet(Supernet):
+class DartsSupernet(DartsNetwork, Supernet):
     """The DARTS search network.
 
     All normal cells share the ``normal/node*`` groups' weights and all reduction cells
@@ -142,48 +142,19 @@ class DartsSupernet(Supernet):
     """
 
     def __init__(self, config: DartsSpaceConfig, data_spec: dict, groups: Sequence[ChoiceGroup]) -> None:
-        super().__init__()
-        self.config = config
         layout = network_layout(config, int(data_spec["image_size"]))
+        super().__init__(layout, config, data_spec, lambda spec: SearchCell(spec, config))
+        self.config = config
         self.groups = {t: [g for g in groups if g.name.startswith(f"{t}/")] for t in ("normal", "reduce")}
         self.cell_types = [spec.cell_type for spec in layout.cells]
-        self.aux_index = layout.aux_index
-        self.drop_path_prob = 0.0
-        self.stem = make_stem(int(data_spec["channels"]), layout.stem_channels)
-        self.cells = nn.ModuleList(SearchCell(spec, config) for spec in layout.cells)
-        self.auxiliary_head = (
-            AuxiliaryHead(layout.aux_in_channels, int(data_spec["num_classes"]), layout.aux_in_size,
-                          config.aux_channels)
-            if config.auxiliary
-            else None
-        )
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(layout.classifier_in, int(data_spec["num_classes"]))
-
-    def set_drop_path(self, prob: float) -> None:
-        """Sets the drop-path probability applied to non-identity candidates in training."""
-        if not 0.0 <= prob < 1.0:
-            raise ValueError(f"drop-path probability must be in [0, 1), got {prob}")
-        self.drop_path_prob = float(prob)
 
     def _node_inputs(self, cell_type: str, weights: MixingWeights | None,
                      ref: torch.Tensor) -> list[tuple[torch.Tensor, Pairs]]:
         nodes = next(c for c, t in zip(self.cells, self.cell_types, strict=True) if t == cell_type).nodes
-        out = []
-        for g, node in zip(self.groups[cell_type], nodes, strict=True):
-            if weights is None:
-                # No weights: the uniform mixture over all candidates.
-                out.append((ref.new_full(g.shape, 1.0 / len(g.ops)), node.dense_pairs))
-                continue
-            try:
-                w = weights.values[g.name]
-            except KeyError:
-                raise KeyError(f"mixing weights have no entry for group {g.name!r}") from None
-            if tuple(w.shape) != g.shape:
-                raise ValueError(f"mixing weights of {g.name!r} have shape {tuple(w.shape)}, expected {g.shape}")
-            pairs = weights.active_pairs(g.name)
-            out.append((w, node.dense_pairs if pairs is None else pairs))
-        return out
+        return [
+            group_mixing(weights, g, node.dense_pairs, ref)
+            for g, node in zip(self.groups[cell_type], nodes, strict=True)
+        ]
 
     def forward(self, x: torch.Tensor, weights: MixingWeights | None = None
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -200,16 +171,9 @@ class DartsSupernet(Supernet):
         """
         present = set(self.cell_types)
         inputs = {t: self._node_inputs(t, weights, x) for t in ("normal", "reduce") if t in present}
-        s0 = s1 = self.stem(x)
-        aux = None
-        for i, (cell, cell_type) in enumerate(zip(self.cells, self.cell_types, strict=True)):
-            s0, s1 = s1, cell(s0, s1, inputs[cell_type], self.drop_path_prob)
-            if i == self.aux_index and self.auxiliary_head is not None and self.training:
-                aux = self.auxiliary_head(s1)
-        logits = self.classifier(self.global_pooling(s1).flatten(1))
-        if aux is not None:
-            return logits, aux
-        return logits
+        return self._run_cells(
+            x, lambda i, cell, s0, s1: cell(s0, s1, inputs[self.cell_types[i]], self.drop_path_prob)
+        )
 
     def node_modules(self, group: str) -> list[MixedNode]:
         """Every cell's node module for ``group`` (one per cell of the group's type)."""

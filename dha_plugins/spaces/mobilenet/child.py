@@ -9,7 +9,7 @@ from torch import nn
 
 from dha_plugins.spaces.mobilenet.blocks import ConvBNAct, InvertedResidual, MBConv, init_weights
 from dha_plugins.spaces.mobilenet.layout import BlockSpec, MobileNetLayout
-from dha_plugins.spaces.mobilenet.supernet import make_candidate
+from dha_plugins.spaces.mobilenet.supernet import block_output, make_candidate
 
 __all__ = ["ChildBlock", "MobileNetChild"]
 
@@ -37,13 +37,7 @@ class ChildBlock(nn.Module):
         for op in self.ops.values():
             y = op(x)
             out = y if out is None else out + y
-        if out is None:
-            if self.residual:
-                return x
-            s = self.spec.stride
-            h, w = (x.shape[-2] + s - 1) // s, (x.shape[-1] + s - 1) // s
-            return x.new_zeros(x.shape[0], self.spec.c_out, h, w)
-        return x + out if self.residual else out
+        return block_output(self.spec, x, out)
 
 
 class MobileNetChild(nn.Module):

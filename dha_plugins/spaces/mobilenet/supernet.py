@@ -9,11 +9,11 @@ from torch import nn
 
 from dha_core.interfaces import Supernet
 from dha_core.types import ChoiceGroup, MixingWeights
-from dha_plugins.spaces.common import fold_scale_into, last_affine_bn
+from dha_plugins.spaces.common import fold_scale_into, group_mixing, last_affine_bn
 from dha_plugins.spaces.mobilenet.blocks import ConvBNAct, InvertedResidual, MBConv, init_weights, parse_op
 from dha_plugins.spaces.mobilenet.layout import BlockSpec, MobileNetLayout
 
-__all__ = ["MixedBlock", "MobileNetSupernet", "make_candidate"]
+__all__ = ["MixedBlock", "MobileNetSupernet", "block_output", "make_candidate"]
 
 
 def make_candidate(spec: BlockSpec, name: str) -> MBConv | None:
@@ -22,6 +22,28 @@ def make_candidate(spec: BlockSpec, name: str) -> MBConv | None:
         return None
     kernel, expand = parse_op(name)
     return MBConv(spec.c_in, spec.c_out, kernel, expand, spec.stride)
+
+
+def block_output(spec: BlockSpec, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """A block's output from the sum of its computed candidates.
+
+    Args:
+        spec: The block.
+        x: The block input.
+        out: The sum of the computed candidates' outputs; ``None`` when only ``zero`` was
+            chosen or active.
+
+    Returns:
+        ``x + out`` for a residual block, else ``out``; without candidates the block is its
+        shortcut alone: ``x`` when residual, else zeros of the output shape.
+    """
+    if out is None:
+        if spec.residual:
+            return x
+        s = spec.stride
+        h, w = (x.shape[-2] + s - 1) // s, (x.shape[-1] + s - 1) // s
+        return x.new_zeros(x.shape[0], spec.c_out, h, w)
+    return x + out if spec.residual else out
 
 
 class MixedBlock(nn.Module):
@@ -63,13 +85,7 @@ class MixedBlock(nn.Module):
                 continue
             term = coef[0, o] * self.ops[name](x)
             out = term if out is None else out + term
-        if out is None:
-            if self.residual:
-                return x
-            s = self.spec.stride
-            h, w = (x.shape[-2] + s - 1) // s, (x.shape[-1] + s - 1) // s
-            return x.new_zeros(x.shape[0], self.spec.c_out, h, w)
-        return x + out if self.residual else out
+        return block_output(self.spec, x, out)
 
     @torch.no_grad()
     def fold(self, weights: torch.Tensor) -> None:
@@ -112,18 +128,7 @@ class MobileNetSupernet(Supernet):
         """
         x = self.first_block(self.stem(x))
         for g, block in zip(self.groups, self.blocks, strict=True):
-            if weights is None:
-                w, pairs = x.new_full(g.shape, 1.0 / len(g.ops)), block.dense_pairs
-            else:
-                try:
-                    w = weights.values[g.name]
-                except KeyError:
-                    raise KeyError(f"mixing weights have no entry for group {g.name!r}") from None
-                if tuple(w.shape) != g.shape:
-                    raise ValueError(f"mixing weights of {g.name!r} have shape {tuple(w.shape)}, expected {g.shape}")
-                active = weights.active_pairs(g.name)
-                pairs = block.dense_pairs if active is None else active
-            x = block(x, w, pairs)
+            x = block(x, *group_mixing(weights, g, block.dense_pairs, x))
         x = self.global_pooling(self.head(x)).flatten(1)
         return self.classifier(self.dropout(x))
 
