@@ -90,6 +90,19 @@ def _step(net: nn.Module, relax: Any, ctx: ArchStepContext) -> dict[str, Any]:
     return metrics
 
 
+def _trained(relax_name: str, space_name: str, steps: int) -> tuple[Any, nn.Module, Any]:
+    """Space, supernet and relaxation (seed 0) after ``steps`` iterations and one epoch end."""
+    torch.manual_seed(0)
+    space = _space(space_name)
+    net = space.build_supernet()
+    relax = _relax(relax_name, space)
+    ctx = _ctx(net, relax)
+    for _ in range(steps):
+        _step(net, relax, ctx)
+    relax.on_epoch_end(0, net)
+    return space, net, relax
+
+
 def _some_gradient(grads: Any) -> bool:
     """Whether the loss reached the architecture.
 
@@ -165,13 +178,7 @@ def test_arch_params_learn_from_the_loss_they_declare(relax_name: str, space_nam
 
 @pytest.mark.parametrize("relax_name", RELAXES)
 def test_selection_is_valid_and_derives_the_supernet(relax_name: str, space_name: str) -> None:
-    torch.manual_seed(0)
-    space = _space(space_name)
-    net = space.build_supernet()
-    relax = _relax(relax_name, space)
-    ctx = _ctx(net, relax)
-    _step(net, relax, ctx)
-    relax.on_epoch_end(0, net)
+    space, net, relax = _trained(relax_name, space_name, steps=1)
     selection = relax.selection()
     groups = space.choice_groups()
     assert set(selection) == {g.name for g in groups}
@@ -201,14 +208,7 @@ def test_selection_is_valid_and_derives_the_supernet(relax_name: str, space_name
 
 @pytest.mark.parametrize("relax_name", RELAXES)
 def test_state_dict_round_trips(relax_name: str, space_name: str) -> None:
-    torch.manual_seed(0)
-    space = _space(space_name)
-    net = space.build_supernet()
-    relax = _relax(relax_name, space)
-    ctx = _ctx(net, relax)
-    for _ in range(2):
-        _step(net, relax, ctx)
-    relax.on_epoch_end(0, net)
+    space, _, relax = _trained(relax_name, space_name, steps=2)
     buf = io.BytesIO()
     torch.save(relax.state_dict(), buf)
     buf.seek(0)
