@@ -192,7 +192,7 @@ def test_tune_config_search_algorithm_and_scheduler() -> None:
     cfg = tune_config(tune, RayOptions(search_alg="optuna", num_samples=5, scheduler="asha", metric="val_acc",
                                        max_concurrent=2))
     assert isinstance(cfg.search_alg, OptunaSearch) and isinstance(cfg.scheduler, ASHAScheduler)
-    assert cfg.num_samples == 5 and cfg.max_concurrent_trials == 2
+    assert cfg.num_samples == 5 and cfg.max_concurrent_trials == 2 and cfg.reuse_actors
     assert cfg.scheduler._metric == "val_acc" and cfg.scheduler._mode == "max"
 
 
@@ -202,7 +202,6 @@ def test_ray_sweep_two_trials_on_a_local_instance(tmp_path: Path, monkeypatch: p
     import ray
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     config = write_config(tmp_path, epochs=2)
     out = tmp_path / "sw"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
