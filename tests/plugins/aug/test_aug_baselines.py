@@ -14,14 +14,6 @@ from dha_plugins.aug.fixed_ops import FixedOps, FixedOpsConfig, random_crop_flip
 SPEC = {"num_classes": 10, "channels": 3, "image_size": 16, "mean": (0.5, 0.4, 0.3), "std": (0.2, 0.2, 0.2)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _images(b: int = 8, size: int = 16) -> torch.Tensor:
     return torch.rand(b, 3, size, size, generator=torch.Generator().manual_seed(0))
 

@@ -12,14 +12,6 @@ SPEC = {"num_classes": 10, "channels": 3, "image_size": 16, "mean": [0.5, 0.4, 0
 AUGS = get_registry().names("aug")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _build(name: str) -> AugmentationPolicy:
     component = get_registry().get("aug", name)
     fields = {"cutout": 4} if "cutout" in component.config.model_fields else {}

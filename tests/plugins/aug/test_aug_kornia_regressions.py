@@ -15,14 +15,6 @@ from kornia.geometry import transform as KT
 from dha_plugins.aug.ops_kornia import rotate_matrix
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _u8_grid(seed: int = 0, shape: tuple[int, ...] = (2, 3, 8, 8)) -> torch.Tensor:
     return torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(seed)).float() / 255
 

@@ -32,15 +32,6 @@ LEVELS = (0.0, 1.3, 4.0, 6.7, 8.0)
 MODES = {"nearest": InterpolationMode.NEAREST, "bilinear": InterpolationMode.BILINEAR}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: intra-op threads only add contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def images_u8() -> torch.Tensor:
     """Four 24x24 RGB uint8 images: noise, a smooth gradient, blocks, and a constant channel."""

@@ -18,14 +18,6 @@ SPEC = {"num_classes": 10, "channels": 3, "image_size": 16, "mean": (0.5, 0.4, 0
 NO_FIXED = {"crop": False, "flip": False, "cutout": 0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _images(b: int = 16, size: int = 16, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (b, 3, size, size), generator=g).float() / 255
