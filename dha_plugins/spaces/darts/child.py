@@ -10,7 +10,7 @@ from torch import nn
 
 from dha_plugins.spaces.common import last_affine_bn
 from dha_plugins.spaces.darts.config import DartsSpaceConfig
-from dha_plugins.spaces.darts.layout import CellSpec, DartsNetwork, make_preprocess, network_layout
+from dha_plugins.spaces.darts.layout import CellSpec, DartsNetwork, make_preprocess, network_layout, zero_node
 from dha_plugins.spaces.darts.ops import drop_path, is_droppable, make_op
 
 __all__ = ["NodePick", "ChildOp", "ChildNode", "ChildCell", "DartsChild", "op_key"]
@@ -74,13 +74,7 @@ class ChildNode(nn.Module):
         for edge, op in zip(self.inputs, self.ops.values(), strict=True):
             y = op(states[edge], drop_prob)
             out = y if out is None else out + y
-        if out is None:
-            ref = states[1]
-            h, w = ref.shape[-2:]
-            if self.reduction:
-                h, w = (h + 1) // 2, (w + 1) // 2
-            out = ref.new_zeros(ref.shape[0], self.channels, h, w)
-        return out
+        return zero_node(states, self.channels, self.reduction) if out is None else out
 
 
 class ChildCell(nn.Module):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ __all__ = [
     "make_preprocess",
     "AuxiliaryHead",
     "DartsNetwork",
+    "zero_node",
 ]
 
 RunCell = Callable[[int, nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -109,6 +110,25 @@ def network_layout(config: DartsSpaceConfig, image_size: int) -> NetworkLayout:
 def make_stem(in_channels: int, out_channels: int) -> nn.Sequential:
     """The CIFAR stem: a 3x3 convolution and an (always affine) batch-norm, no downsampling."""
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels))
+
+
+def zero_node(states: Sequence[torch.Tensor], channels: int, reduction: bool) -> torch.Tensor:
+    """The output of a node that computes no op: zeros of the node's output shape.
+
+    Args:
+        states: The cell's states so far; ``states[1]`` (``c_{k-1}``, preprocessed) sets
+            batch size, resolution, dtype and device.
+        channels: The node's channels.
+        reduction: Whether the cell halves the resolution.
+
+    Returns:
+        ``(N, channels, H', W')`` zeros.
+    """
+    ref = states[1]
+    h, w = ref.shape[-2:]
+    if reduction:
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return ref.new_zeros(ref.shape[0], channels, h, w)
 
 
 def make_preprocess(spec: CellSpec, affine: bool) -> tuple[nn.Module, nn.Module]:

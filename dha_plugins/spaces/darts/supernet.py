@@ -11,7 +11,7 @@ from dha_core.interfaces import Supernet
 from dha_core.types import ChoiceGroup, MixingWeights
 from dha_plugins.spaces.common import fold_scale_into, group_mixing, last_affine_bn
 from dha_plugins.spaces.darts.config import DartsSpaceConfig
-from dha_plugins.spaces.darts.layout import CellSpec, DartsNetwork, make_preprocess, network_layout
+from dha_plugins.spaces.darts.layout import CellSpec, DartsNetwork, make_preprocess, network_layout, zero_node
 from dha_plugins.spaces.darts.ops import drop_path, is_droppable, make_op
 
 __all__ = ["MixedNode", "SearchCell", "DartsSupernet"]
@@ -72,14 +72,8 @@ class MixedNode(nn.Module):
                 y = drop_path(y, drop_prob)
             term = coef[e, o] * y
             out = term if out is None else out + term
-        if out is None:
-            # No active candidate: the node is the zero tensor of its output shape.
-            ref = states[1]
-            h, w = ref.shape[-2:]
-            if self.reduction:
-                h, w = (h + 1) // 2, (w + 1) // 2
-            out = ref.new_zeros(ref.shape[0], self.channels, h, w)
-        return out
+        # No active candidate: the node is the zero tensor of its output shape.
+        return zero_node(states, self.channels, self.reduction) if out is None else out
 
     @torch.no_grad()
     def fold(self, weights: torch.Tensor) -> None:
