@@ -27,7 +27,7 @@ class KorniaPolicyConfig(PolicyConfig):
 
     Attributes:
         fuse_geometric: At each position, warp every sample that drew a geometric op
-            (Rotate, Shear*, Translate*) in one ``warp_affine`` call with per-sample matrices,
+            (Rotate, Shear*, Translate*) in one warp call with per-sample matrices,
             instead of one call per geometric op. The result is the same (each sample is still
             resampled once per position); Kornia's per-call overhead is paid once, not up to five
             times. ``false`` gives exactly one Kornia call per op present.
