@@ -156,7 +156,7 @@ class JointStep:
             train_batch=train_batch,
             val_batch=val_batch,
             step=step,
-            extras={"supernet": self.net},
+            extras={"supernet": self.net, "momentum_buffers": self.hpo.momentum_buffers(self.weights)},
         )
 
     def __call__(self, batch: Batch, step: int) -> StepOutcome:

@@ -64,6 +64,21 @@ class HyperOptimizer(ABC):
     def momentum(self) -> float:
         return 0.0
 
+    def momentum_buffers(self, params: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
+        """The momentum buffers the next weight step will use, for DARTS' unrolled step.
+
+        Bilevel relaxations that unroll one weight step (``relax=softmax`` second order)
+        read them from ``ArchStepContext.extras["momentum_buffers"]``. The default says
+        "no momentum state", which makes the unrolled step a plain gradient step.
+
+        Args:
+            params: Weights, in the caller's order.
+
+        Returns:
+            One tensor or None per weight.
+        """
+        return [None] * len(params)
+
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """All state needed to resume: buffers, hyper-parameters, their optimizer."""

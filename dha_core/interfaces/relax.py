@@ -29,6 +29,9 @@ class ArchStepContext:
         train_batch: The current training batch ``(x, y)``.
         val_batch: A validation batch, given to bilevel relaxations.
         step: Global step index.
+        extras: What the orchestrator adds: ``"supernet"`` (the network) and
+            ``"momentum_buffers"`` (the weight optimizer's buffers, aligned with
+            ``weight_params``; None entries before a weight's first step).
     """
 
     loss: Callable[[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]

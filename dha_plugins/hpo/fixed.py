@@ -17,8 +17,9 @@ from pydantic import Field, model_validator
 
 from dha_core.config_base import ComponentConfig
 from dha_core.hookspecs import hookimpl
-from dha_core.interfaces import HyperGradFn, HyperOptimizer
-from dha_plugins.hpo.weight_update import WeightGroup, WeightOptimizer, apply_direction, normalize_groups
+from dha_core.interfaces import HyperGradFn
+from dha_plugins.hpo.weight_owner import WeightOwningHyperOptimizer
+from dha_plugins.hpo.weight_update import apply_direction
 
 __all__ = ["FixedHPOConfig", "FixedHyperOptimizer", "create_fixed", "scheduled_lr"]
 
@@ -71,7 +72,7 @@ def scheduled_lr(config: FixedHPOConfig, step: int, total_steps: int) -> float:
     return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * t))
 
 
-class FixedHyperOptimizer(HyperOptimizer):
+class FixedHyperOptimizer(WeightOwningHyperOptimizer):
     """Weight updates under a fixed schedule; nothing is learned, no hyper batch is used.
 
     Args:
@@ -80,26 +81,16 @@ class FixedHyperOptimizer(HyperOptimizer):
 
     hyper_batch = "none"
 
+    config: FixedHPOConfig
+
     def __init__(self, config: FixedHPOConfig) -> None:
-        self.config = config
-        self._groups: list[WeightGroup] = []
-        self._indices: list[list[int]] = []
-        self._weights: WeightOptimizer | None = None
+        super().__init__(config)
         self.total_steps = 1
         self.steps = 0
 
     def attach(self, param_groups: Sequence[dict[str, Any]], total_steps: int) -> None:
         """Takes the weights; ``total_steps`` sets the length of the cosine schedule."""
-        c = self.config
-        self._groups = normalize_groups(param_groups, c.no_decay_groups, c.wd)
-        self._indices = []
-        offset = 0
-        for g in self._groups:
-            self._indices.append(list(range(offset, offset + len(g["params"]))))
-            offset += len(g["params"])
-        self._weights = WeightOptimizer(
-            c.optimizer, offset, momentum=c.momentum, nesterov=c.nesterov, betas=c.betas, eps=c.eps
-        )
+        self._attach_weights(param_groups, self.config.wd)
         self.total_steps = max(int(total_steps), 1)
         self.steps = 0
         self._set_lr()
@@ -110,23 +101,6 @@ class FixedHyperOptimizer(HyperOptimizer):
             g["lr"] = lr
         return lr
 
-    def _flat_params(self) -> list[torch.Tensor]:
-        return [p for g in self._groups for p in g["params"]]
-
-    @property
-    def param_groups(self) -> Sequence[dict[str, Any]]:
-        """The attached groups (``name``, ``params``, ``lr``, ``weight_decay``, ``decay``)."""
-        self._require_attached()
-        return self._groups
-
-    @property
-    def momentum(self) -> float:
-        return self.config.momentum if self.config.optimizer == "sgd" else 0.0
-
-    def _require_attached(self) -> WeightOptimizer:
-        if self._weights is None:
-            raise RuntimeError("call attach() before using the hyper-optimizer")
-        return self._weights
 
     @torch.no_grad()
     def step(self, hyper_grad: HyperGradFn | None = None) -> dict[str, float]:
@@ -157,7 +131,7 @@ class FixedHyperOptimizer(HyperOptimizer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         weights = self._require_attached()
-        weights.load_state_dict(state["weights"], self._flat_params())
+        weights.load_state_dict(state["weights"], self._flat)
         self.steps = int(state["steps"])
         self.total_steps = int(state["total_steps"])
         self._set_lr()

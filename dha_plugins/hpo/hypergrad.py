@@ -29,14 +29,9 @@ from torch import Tensor
 
 from dha_core.config_base import ComponentConfig
 from dha_core.hookspecs import hookimpl
-from dha_core.interfaces import HyperGradFn, HyperOptimizer
-from dha_plugins.hpo.weight_update import (
-    WeightGroup,
-    WeightOptimizer,
-    apply_direction,
-    normalize_groups,
-    sgd_direction,
-)
+from dha_core.interfaces import HyperGradFn
+from dha_plugins.hpo.weight_owner import WeightOwningHyperOptimizer
+from dha_plugins.hpo.weight_update import apply_direction, sgd_direction
 
 __all__ = [
     "HypergradHPOConfig",
@@ -211,7 +206,7 @@ def _group_dots(h: Sequence[Tensor], d: Sequence[Tensor], theta: Sequence[Tensor
     return torch.dot(hf, _concat(d).to(hf.dtype)), torch.dot(hf, _concat(theta).to(hf.dtype))
 
 
-class HypergradHyperOptimizer(HyperOptimizer):
+class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
     """Weight optimizer (SGD or AdamW) whose lr and wd learn from a one-step hypergradient.
 
     Contract with the caller (the orchestrator), once per iteration:
@@ -239,13 +234,11 @@ class HypergradHyperOptimizer(HyperOptimizer):
         config: The validated config.
     """
 
+    config: HypergradHPOConfig
+
     def __init__(self, config: HypergradHPOConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self.hyper_batch = config.hyper_batch
-        self._groups: list[WeightGroup] = []
-        self._indices: list[list[int]] = []
-        self._flat: list[Tensor] = []
-        self._weights: WeightOptimizer | None = None
         self._lrs: list[LearnedScalar] = []
         self._wds: list[LearnedScalar | None] = []
         self._pair_of: list[int] = []
@@ -258,14 +251,7 @@ class HypergradHyperOptimizer(HyperOptimizer):
     def attach(self, param_groups: Sequence[dict[str, Any]], total_steps: int) -> None:
         """Takes the weights and creates the learned (lr, wd) pairs; ``total_steps`` is unused."""
         c = self.config
-        self._groups = normalize_groups(param_groups, c.no_decay_groups, 0.0)
-        self._indices, self._flat = [], []
-        for g in self._groups:
-            self._indices.append(list(range(len(self._flat), len(self._flat) + len(g["params"]))))
-            self._flat.extend(g["params"])
-        self._weights = WeightOptimizer(
-            c.optimizer, len(self._flat), momentum=c.momentum, nesterov=c.nesterov, betas=c.betas, eps=c.eps
-        )
+        self._attach_weights(param_groups, 0.0)
         hyper = {"log_space": c.log_space, "momentum": c.hyper_momentum, "nesterov": c.hyper_nesterov}
         n_pairs = len(self._groups) if c.per_group else 1
         self._pair_of = list(range(n_pairs)) if c.per_group else [0] * len(self._groups)
@@ -283,27 +269,12 @@ class HypergradHyperOptimizer(HyperOptimizer):
         self.steps = self.hyper_steps = self.skipped = 0
         self._sync_groups()
 
-    def _require_attached(self) -> WeightOptimizer:
-        if self._weights is None:
-            raise RuntimeError("call attach() before using the hyper-optimizer")
-        return self._weights
-
     def _sync_groups(self) -> None:
         """Mirrors the current values into ``group["lr"]`` / ``group["weight_decay"]``."""
         for g, k in zip(self._groups, self._pair_of, strict=True):
             g["lr"] = self._lrs[k].value
             wd = self._wds[k]
             g["weight_decay"] = wd.value if g["decay"] and wd is not None else 0.0
-
-    @property
-    def param_groups(self) -> Sequence[dict[str, Any]]:
-        """The attached groups (``name``, ``params``, ``lr``, ``weight_decay``, ``decay``)."""
-        self._require_attached()
-        return self._groups
-
-    @property
-    def momentum(self) -> float:
-        return self.config.momentum if self.config.optimizer == "sgd" else 0.0
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()

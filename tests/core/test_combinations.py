@@ -91,3 +91,30 @@ def test_ablate_grid_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert len(list(out.glob("*/summary.json"))) == 4
     summaries = [json.loads(p.read_text()) for p in sorted(out.glob("*/summary.json"))]
     assert {s["components"]["aug"] for s in summaries} == {"none", "standard"}
+
+
+
+def test_darts_second_order_gets_the_weight_momentum_buffers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unrolled step of DARTS 2nd order sees the live SGD momentum buffers of the weights."""
+    from dha_core.joint_step import JointStep
+
+    seen: list[list[torch.Tensor | None]] = []
+    original = JointStep._arch_context
+
+    def spy(self: JointStep, *args: Any, **kwargs: Any) -> Any:
+        ctx = original(self, *args, **kwargs)
+        buffers = ctx.extras["momentum_buffers"]
+        owned = dict(zip(map(id, self.hpo._flat), self.hpo._weights.momentum_buffers, strict=True))
+        assert len(buffers) == len(ctx.weight_params)
+        for b, p in zip(buffers, ctx.weight_params, strict=True):  # aligned, and the live tensors
+            assert b is owned[id(p)] and (b is None or b.shape == p.shape)
+        seen.append(buffers)
+        return ctx
+
+    monkeypatch.setattr(JointStep, "_arch_context", spy)
+    dha_core.build(space=SMALL_DARTS, relax={"name": "softmax", "order": "second"}, aug="none",
+                   hpo={"name": "fixed", "momentum": 0.9}, dataset=SMALL_DATA,
+                   train=SHORT | {"max_steps_per_epoch": 3}, output={"dir": str(tmp_path), "plots": False}).fit()
+    assert len(seen) == 3
+    assert all(b is None for b in seen[0])  # before the first weight step
+    assert any(b is not None and b.abs().sum() > 0 for b in seen[2])
