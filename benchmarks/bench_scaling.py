@@ -4,10 +4,10 @@
 ``aug=kornia``, ``hpo=hypergrad`` held-out) on synthetic 32x32 images, timed per step
 after a warm-up, in three layouts on the same 2 cores:
 
-* ``1rank_B``: one process, batch ``B``, one torch thread;
+* ``1rank_B``: one process (this one), batch ``B``, one torch thread;
 * ``2ranks_B``: two gloo processes started by torchrun, batch ``B`` each (effective
   ``2B``), one thread each: what ``dha search --nproc 2`` does;
-* ``1rank_2B``: one process, batch ``2B``, two threads: the same work per step as
+* ``1rank_2B``: one process (this one), batch ``2B``, two threads: the same work per step as
   ``2ranks_B`` with the cores given to intra-op parallelism instead.
 
 The step time of a distributed run is rank 0's (every rank waits for the others in the
@@ -54,9 +54,9 @@ MARKERS = ("<!-- bench_scaling:begin -->", "<!-- bench_scaling:end -->")
 
 
 # --------------------------------------------------------------------------- step time
-def step_config(out: Path, batch: int) -> dict[str, Any]:
+def step_config(out: Path, batch: int, width: int = 8) -> dict[str, Any]:
     return {
-        "space": {"name": "darts", "C": 8, "layers": 3, "nodes": 2, "auxiliary": False},
+        "space": {"name": "darts", "C": width, "layers": 3, "nodes": 2, "auxiliary": False},
         "relax": {"name": "ista"},
         "aug": {"name": "kornia"},
         "hpo": {"name": "hypergrad"},
@@ -66,54 +66,67 @@ def step_config(out: Path, batch: int) -> dict[str, Any]:
     }
 
 
-def worker(args: argparse.Namespace) -> None:
-    """One process of a step-time measurement (plain, or one rank under torchrun)."""
+def run_steps(batch: int, threads: int, steps: int, warmup: int, width: int) -> dict[str, Any] | None:
+    """Times ``steps`` joint steps in this process (one rank under torchrun, or alone).
+
+    Returns:
+        ``{"world", "batch", "threads", "step_s"}`` on rank 0, None on other ranks.
+    """
     import dha_core
     from dha_core.distributed import DistContext
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
-        searcher = dha_core.build(config=step_config(Path(tmp), args.batch))
+        searcher = dha_core.build(config=step_config(Path(tmp), batch, width))
         searcher.dist = DistContext.start(searcher.device)
         searcher.prepare()
         stage = searcher.search_stage()
         times = []
-        for step in range(args.warmup + args.steps):
-            batch = stage.train_stream.next()
+        for step in range(warmup + steps):
+            data = stage.train_stream.next()
             if searcher.dist is not None:
                 torch.distributed.barrier()  # start every step together: time the step, not the skew
             start = time.perf_counter()
-            stage.step_fn(batch, step)
-            if step >= args.warmup:
+            stage.step_fn(data, step)
+            if step >= warmup:
                 times.append(time.perf_counter() - start)
         world = 1 if searcher.dist is None else searcher.dist.world_size
         rank = 0 if searcher.dist is None else searcher.dist.rank
         if searcher.dist is not None:
             searcher.dist.close()
-    if rank == 0:
-        Path(args.out).write_text(json.dumps({"world": world, "batch": args.batch, "threads": args.threads,
-                                              "step_s": times}))
+    return {"world": world, "batch": batch, "threads": threads, "step_s": times} if rank == 0 else None
 
 
-def measure_steps(layout: str, batch: int, steps: int, warmup: int) -> dict[str, Any]:
+def worker(args: argparse.Namespace) -> None:
+    """One rank of the torchrun layout; rank 0 writes the step times to ``--out``."""
+    record = run_steps(args.batch, args.threads, args.steps, args.warmup, args.C)
+    if record is not None:
+        Path(args.out).write_text(json.dumps(record))
+
+
+def measure_steps(layout: str, batch: int, steps: int, warmup: int, width: int) -> dict[str, Any]:
+    """One layout's step times; single-process layouts run here, the 2-rank one under torchrun."""
     world, per_rank, threads = {"1rank_B": (1, batch, 1), "2ranks_B": (2, batch, 1),
                                 "1rank_2B": (1, 2 * batch, 2)}[layout]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "steps.json"
-        script = [str(Path(__file__).resolve()), "--worker", "--batch", str(per_rank), "--threads", str(threads),
-                  "--steps", str(steps), "--warmup", str(warmup), "--out", str(out)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        env.pop("WORLD_SIZE", None)
-        if world == 1:
-            command = [sys.executable, *script]
-        else:
+    if world == 1:
+        # In this process: no interpreter start-up, torch and the plugins are already imported.
+        record = run_steps(per_rank, threads, steps, warmup, width)
+        assert record is not None
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "steps.json"
+            script = [str(Path(__file__).resolve()), "--worker", "--batch", str(per_rank), "--threads",
+                      str(threads), "--steps", str(steps), "--warmup", str(warmup), "--C", str(width),
+                      "--out", str(out)]
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+            env.pop("WORLD_SIZE", None)
             command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
                        *script]
-        subprocess.run(command, check=True, env=env, cwd=ROOT, capture_output=True)
-        record = json.loads(out.read_text())
+            subprocess.run(command, check=True, env=env, cwd=ROOT, capture_output=True)
+            record = json.loads(out.read_text())
     median = statistics.median(record["step_s"])
     return {"processes": world, "batch_per_process": per_rank, "global_batch": world * per_rank,
-            "threads_per_process": threads, "step_ms_median": 1000 * median,
+            "threads_per_process": threads, "supernet_C": width, "step_ms_median": 1000 * median,
             "step_ms_min": 1000 * min(record["step_s"]), "samples_per_s": world * per_rank / median,
             "steps_timed": len(record["step_s"])}
 
@@ -200,14 +213,15 @@ def table(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps and trials (about 2-3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="narrower supernet, fewer steps and trials (under a minute)")
     parser.add_argument("--json", type=Path, help="write the full result here")
     parser.add_argument("--markdown", type=Path, default=None, help=f"update the table in this file (e.g. {DOC})")
-    parser.add_argument("--batch", type=int, default=32, help="per-process batch B")
+    parser.add_argument("--batch", type=int, default=None, help="per-process batch B (default 32; 16 with --quick)")
     # Worker mode (internal).
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=20, help=argparse.SUPPRESS)
+    parser.add_argument("--C", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=3, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -215,12 +229,13 @@ def main() -> None:
         worker(args)
         return
 
-    steps, warmup = (8, 2) if args.quick else (30, 3)
+    steps, warmup, width = (4, 1, 4) if args.quick else (30, 3, 8)
+    batch = args.batch or (16 if args.quick else 32)
     # Full mode: trials of several seconds each, so that running two at once can pay for
     # Ray's per-trial overhead; quick mode mostly measures that overhead.
-    trials, epochs, num_train = (4, 1, 512) if args.quick else (8, 2, 3584)
-    step_time = {layout: measure_steps(layout, args.batch, steps, warmup) for layout in ("1rank_B", "2ranks_B",
-                                                                                          "1rank_2B")}
+    trials, epochs, num_train = (2, 1, 256) if args.quick else (8, 2, 3584)
+    step_time = {layout: measure_steps(layout, batch, steps, warmup, width)
+                 for layout in ("1rank_B", "2ranks_B", "1rank_2B")}
     sweep = measure_sweeps(trials, epochs, num_train)
     one, two, wide = step_time["1rank_B"], step_time["2ranks_B"], step_time["1rank_2B"]
     result: dict[str, Any] = {

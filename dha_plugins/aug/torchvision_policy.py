@@ -16,13 +16,9 @@ from typing import Any
 import torch
 
 from dha_core.hookspecs import hookimpl
-from dha_plugins.aug.ops_torchvision import TORCHVISION_OPS, InterpolationMode
 from dha_plugins.aug.policy import AugPlan, LearnablePolicy, PolicyConfig
 
 __all__ = ["TorchvisionPolicyConfig", "TorchvisionPolicy", "create_torchvision"]
-
-_INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "nearest": InterpolationMode.NEAREST}
-
 
 class TorchvisionPolicyConfig(PolicyConfig):
     """Config of ``aug=torchvision``; see :class:`~dha_plugins.aug.policy.PolicyConfig` for the fields."""
@@ -43,7 +39,10 @@ class TorchvisionPolicy(LearnablePolicy):
         """
         if len(plan) != images.shape[0]:
             raise ValueError(f"plan is for {len(plan)} samples, batch has {images.shape[0]}")
-        interpolation = _INTERPOLATION[self.config.interpolation]
+        # Deferred: torchvision takes seconds to import, and registering the plugin must not.
+        from dha_plugins.aug.ops_torchvision import TORCHVISION_OPS, InterpolationMode
+
+        interpolation = InterpolationMode.BILINEAR if self.config.interpolation == "bilinear" else InterpolationMode.NEAREST
         ops, levels, signs = plan.ops.tolist(), plan.levels.tolist(), plan.signs.tolist()
         out = []
         for i, image in enumerate(images):

@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 from pydantic import Field
-from torchvision import datasets as tv_datasets
 
 from dha_core.errors import UserInputError
 from dha_core.hookspecs import hookimpl
@@ -43,6 +42,8 @@ class CifarDataset(Dataset):
         self.std = CIFAR10_STD if variant == "cifar10" else CIFAR100_STD
         if not config.download:
             require_dir(config.root, "data.root")
+        from torchvision import datasets as tv_datasets  # deferred: a slow import
+
         self._cls = tv_datasets.CIFAR10 if variant == "cifar10" else tv_datasets.CIFAR100
 
     def _load(self, train: bool) -> UInt8ImageDataset:

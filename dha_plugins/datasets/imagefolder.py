@@ -18,7 +18,6 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 from torch.utils.data import Dataset as TorchDataset
-from torchvision.transforms.v2 import functional as TF
 
 from dha_core.errors import UserInputError
 from dha_core.hookspecs import hookimpl
@@ -57,6 +56,8 @@ def list_images(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
 
 def load_image(path: Path, size: int) -> torch.Tensor:
     """Decodes ``path`` to a ``(3, size, size)`` uint8 tensor; errors name the file."""
+    from torchvision.transforms.v2 import functional as TF  # deferred: a slow import (cached after)
+
     try:
         with Image.open(path) as img:
             img = img.convert("RGB")

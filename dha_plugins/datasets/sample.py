@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from dha_core.errors import UserInputError
 from dha_core.hookspecs import hookimpl
@@ -37,6 +36,8 @@ def load_sample_split(split: str, path: Path = SAMPLE_ZIP) -> tuple[torch.Tensor
     """Decodes one split of the sample zip into ``(uint8 images, labels)``."""
     if not path.is_file():
         raise UserInputError(f"data: the shipped sample dataset is missing: {path} (reinstall dha)")
+    from torchvision.transforms.v2.functional import pil_to_tensor  # deferred: a slow import
+
     images, labels = [], []
     with zipfile.ZipFile(path) as zf:
         for name in sorted(n for n in zf.namelist() if n.startswith(f"{split}/") and n.endswith(".jpg")):

@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import timm
 import torch
 from pydantic import Field, field_validator
-from timm.layers import DropPath
 from torch import nn
 
 from dha_core.config_base import ComponentConfig
@@ -45,6 +43,8 @@ class TimmSpaceConfig(ComponentConfig):
     @field_validator("model")
     @classmethod
     def _check_model(cls, value: str) -> str:
+        import timm  # deferred: importing timm (and torchvision) takes seconds
+
         if not timm.is_model(value):
             close = timm.list_models(f"*{value}*")[:5]
             hint = f"; similar: {', '.join(close)}" if close else ""
@@ -73,6 +73,8 @@ class TimmSupernet(Supernet):
         self.model = model
         # timm spreads drop-path over depth; remember each layer's share of the peak (on
         # the layer itself, so copies of the supernet keep it) and rescale only the peak.
+        from timm.layers import DropPath
+
         layers = [m for m in model.modules() if isinstance(m, DropPath)]
         peak = max((float(m.drop_prob) for m in layers), default=0.0)
         for m in layers:
@@ -101,6 +103,8 @@ class TimmSupernet(Supernet):
         """
         if not 0.0 <= prob < 1.0:
             raise ValueError(f"drop-path probability must be in [0, 1), got {prob}")
+        from timm.layers import DropPath
+
         found = False
         for m in self.model.modules():
             if isinstance(m, DropPath):
@@ -130,6 +134,8 @@ class TimmSpace(SearchSpace):
                 raise ValueError(f"data_spec needs {key!r}")
 
     def _create(self) -> nn.Module:
+        import timm
+
         return timm.create_model(
             self.config.model,
             pretrained=False,

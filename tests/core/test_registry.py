@@ -141,3 +141,15 @@ def test_entry_point_group_declared() -> None:
     names = {ep.name for ep in entry_points(group="dha")}
     assert {"space-tiny", "aug-none", "hpo-fixed", "dataset-sample"} <= names
     assert all(isinstance(ep, EntryPoint) for ep in entry_points(group="dha"))
+
+
+def test_loading_the_registry_does_not_import_slow_optional_libraries() -> None:
+    """torchvision, timm and matplotlib take seconds to import; `dha list`, config errors and
+    every worker process pay for plugin registration, so plugins import them when used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dha_core; dha_core.get_registry(); "
+            "print(','.join(m for m in ('torchvision', 'timm', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
