@@ -411,6 +411,8 @@ class Searcher:
         events: dict[str, Any] = {}
         if epoch + 1 < stage.epochs and not last:
             events = stage.relax.on_epoch_end(epoch, stage.net)
+            if events:  # the relaxation did something: the network's function may have moved
+                stage.hpo.weights_changed()
         # After the last epoch the architecture is kept: a recovery now could select ops that
         # were never trained, and the derived child must contain only trained ops.
         row: dict[str, Any] = {"stage": stage.name, "epoch": epoch, "step": self.global_step}

@@ -64,6 +64,14 @@ class HyperOptimizer(ABC):
     def momentum(self) -> float:
         return 0.0
 
+    def weights_changed(self) -> None:
+        """Called when the network changed outside :meth:`step` (the orchestrator calls it
+        after every epoch-end architecture update: ISTA recovery, BN folding, freezing).
+
+        An optimizer that carries state tied to the old function, such as a pending
+        one-step hypergradient, drops it here. The default does nothing.
+        """
+
     def momentum_buffers(self, params: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
         """The momentum buffers the next weight step will use, for DARTS' unrolled step.
 

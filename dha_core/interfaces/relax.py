@@ -83,7 +83,12 @@ class ArchRelaxation(nn.Module, ABC):
         return [p for p in self.parameters() if p.requires_grad]
 
     def on_epoch_end(self, epoch: int, supernet: nn.Module | None = None) -> dict[str, Any]:
-        """Per-epoch work (recovery, freezing, schedules). Returns metrics/events to log."""
+        """Per-epoch work (recovery, freezing, schedules).
+
+        Returns:
+            Metrics/events to log. Non-empty means the network's function may have changed;
+            the orchestrator then calls ``hpo.weights_changed()``.
+        """
         return {}
 
     def should_stop(self) -> bool:

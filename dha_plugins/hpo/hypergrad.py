@@ -324,6 +324,12 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
         self.steps += 1
         return self._metrics(used, grads)
 
+    def weights_changed(self) -> None:
+        """Drops a pending ``next_train`` hypergradient: its direction was taken on a network
+        that has since changed (e.g. ISTA folded alpha into BN), so the next training
+        gradient no longer measures the effect of that step. The next hyper step is skipped."""
+        self._pending = None
+
     def _held_out_grads(self, hyper_grad: HyperGradFn) -> list[Tensor | None]:
         """Runs the closure with ``p.grad`` cleared, then restores the training grads."""
         saved = [p.grad for p in self._flat]

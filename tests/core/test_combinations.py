@@ -118,3 +118,18 @@ def test_darts_second_order_gets_the_weight_momentum_buffers(tmp_path: Path, mon
     assert len(seen) == 3
     assert all(b is None for b in seen[0])  # before the first weight step
     assert any(b is not None and b.abs().sum() > 0 for b in seen[2])
+
+
+@pytest.mark.parametrize("relax, expected_calls", [("ista", 2), ({"name": "softmax", "order": "first"}, 0)])
+def test_hpo_is_told_when_the_relaxation_changed_the_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relax: Any, expected_calls: int
+) -> None:
+    """ISTA recovers (and may fold) at each epoch end except the last; softmax changes nothing."""
+    from dha_plugins.hpo.hypergrad import HypergradHyperOptimizer
+
+    calls: list[int] = []
+    monkeypatch.setattr(HypergradHyperOptimizer, "weights_changed", lambda self: calls.append(self.steps))
+    dha_core.build(space=SMALL_DARTS, relax=relax, aug="none", hpo={"name": "hypergrad", "hyper_batch": "next_train"},
+                   dataset=SMALL_DATA, train=SHORT | {"epochs": 3, "max_steps_per_epoch": 1},
+                   output={"dir": str(tmp_path), "plots": False}).fit()
+    assert calls == [1, 2][:expected_calls]

@@ -438,6 +438,23 @@ def test_next_train_survives_in_place_zeroing() -> None:
     assert results[0] != 0.0
 
 
+@pytest.mark.parametrize("changed", [False, True])
+def test_weights_changed_drops_the_pending_next_train_hypergradient(changed: bool) -> None:
+    net = _net()
+    groups = _groups(net, "shared")
+    hpo = _hypergrad("sgd", hyper_batch="next_train", lr_hyper_lr=1e-3)
+    hpo.attach(groups, 3)
+    applied = []
+    for i, batch in enumerate(TRAIN[:3]):
+        hpo.zero_grad()
+        _loss(net, batch).backward()
+        applied.append(hpo.step()["hyper_applied"])
+        if changed and i == 0:
+            hpo.weights_changed()
+    # step 0 has nothing pending; step 1 uses step 0's direction unless the network changed
+    assert applied == ([0.0, 0.0, 1.0] if changed else [0.0, 1.0, 1.0])
+
+
 # ----------------------------------------------------------------------------- state
 @pytest.mark.parametrize("mode", ["held_out", "next_train"])
 def test_state_dict_resume_is_exact(mode: str) -> None:
