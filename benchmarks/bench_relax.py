@@ -25,10 +25,10 @@ Goals (issue 4): ista at most 0.25x softmax in time and 0.4x in memory.
 
 Usage::
 
-    python benchmarks/bench_relax.py [--quick] [--json docs/results/relax.json] [--no-markdown]
+    python benchmarks/bench_relax.py [--quick] [--json docs/results/relax.json] [--markdown docs/relaxations.md]
 
-The table goes between the bench markers of ``docs/relaxations.md`` (``--markdown PATH``
-elsewhere).
+With ``--markdown`` the table goes between the bench markers of that file; without it no
+doc is touched (so a ``--quick`` run cannot overwrite the recorded full-run table).
 """
 
 from __future__ import annotations
@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    parser.add_argument("--markdown", type=Path, default=DOC, help="update the table between the bench markers")
-    parser.add_argument("--no-markdown", action="store_true", help="do not touch the markdown file")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help=f"update the table between the bench markers of this file (e.g. {DOC})")
     args = parser.parse_args(argv)
     args.C = args.C or (4 if args.quick else 16)
     args.layers = args.layers or (3 if args.quick else 8)
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.repeats = args.repeats or (2 if args.quick else 3)
 
     result = run(args)
-    emit(result, markdown_table(result), args.json, None if args.no_markdown else args.markdown, (BEGIN, END))
+    emit(result, markdown_table(result), args.json, args.markdown, (BEGIN, END))
     return result
 
 

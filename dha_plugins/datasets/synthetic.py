@@ -24,7 +24,16 @@ class SyntheticConfig(DatasetConfig):
     data_seed: int = Field(0, ge=0)
 
 
-def make_synthetic(n: int, num_classes: int, channels: int, size: int, seed: int) -> TensorDataset:
+class LabelledImages(TensorDataset):
+    """``(float image, int label)`` items, as the :class:`Dataset` contract asks (a plain
+    ``TensorDataset`` would give 0-dim tensor labels)."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = super().__getitem__(index)
+        return image, int(label)
+
+
+def make_synthetic(n: int, num_classes: int, channels: int, size: int, seed: int) -> LabelledImages:
     """Images whose mean colour and a stripe position depend on the label, plus noise."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, num_classes, (n,), generator=g)
@@ -32,7 +41,7 @@ def make_synthetic(n: int, num_classes: int, channels: int, size: int, seed: int
     images = 0.35 * torch.rand(n, channels, size, size, generator=g) + 0.5 * protos[labels]
     rows = (labels * size) // num_classes
     images[torch.arange(n), :, rows, :] += 0.15
-    return TensorDataset(images.clamp_(0, 1), labels)
+    return LabelledImages(images.clamp_(0, 1), labels)
 
 
 class SyntheticDataset(Dataset):
@@ -48,11 +57,11 @@ class SyntheticDataset(Dataset):
         self.std = (0.25,) * config.channels
         self.classes = [f"class{i}" for i in range(config.num_classes)]
 
-    def train_source(self) -> TensorDataset:
+    def train_source(self) -> LabelledImages:
         c = self.config
         return make_synthetic(c.num_train, c.num_classes, c.channels, c.image_size, c.data_seed)
 
-    def test_source(self) -> TensorDataset:
+    def test_source(self) -> LabelledImages:
         c = self.config
         return make_synthetic(c.num_test, c.num_classes, c.channels, c.image_size, c.data_seed + 1)
 
