@@ -4,8 +4,8 @@ On CPU, with batches of 32x32 RGB images, one run measures:
 
 * ``dha_kornia``: ``aug=kornia`` (two ops per sample, per-sample magnitudes, sampling
   included; no crop/flip/cutout) on a float batch; the headline figure;
-* ``dha_kornia_per_op_calls``: the same with ``fuse_geometric=false`` (exactly one Kornia
-  call per op present);
+* ``dha_kornia_per_op_calls``: the same with ``fuse_geometric=false`` (exactly one call per
+  op present);
 * ``dha_torchvision``: the same policy through the per-image torchvision backend;
 * ``torchvision_autoaugment``: ``torchvision.transforms.v2.AutoAugment(CIFAR10)`` applied to
   each PIL image in turn, as a data-loader worker does (the PIL-to-tensor conversion a worker
@@ -57,7 +57,7 @@ BEGIN, END = "<!-- bench_aug:begin -->", "<!-- bench_aug:end -->"
 
 LABELS = {
     "dha_kornia": "DHA policy, `aug=kornia` (batched, fused geometric warp)",
-    "dha_kornia_per_op_calls": "DHA policy, `aug=kornia`, one Kornia call per op (`fuse_geometric=false`)",
+    "dha_kornia_per_op_calls": "DHA policy, `aug=kornia`, one call per op (`fuse_geometric=false`)",
     "dha_torchvision": "DHA policy, `aug=torchvision` (per image, tensors)",
     "torchvision_autoaugment": "torchvision v2 `AutoAugment(CIFAR10)`, per PIL image",
     "kornia_autoaugment": "Kornia `AutoAugment('cifar10')`, batched",
