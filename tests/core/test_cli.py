@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
+import dha_core
 from dha_core.cli import main
 from tests.conftest import tiny_raw_config
 
@@ -122,6 +125,9 @@ def test_search_eval_export_list(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert json.loads(out)["acc"] == summary["test_acc"]
     code, out, _ = run_cli(capsys, "export", str(run), "--format", "torchscript")
     assert code == 0 and (run / "model.ts").is_file()
+    # the exported program is the whole model, normalisation included
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(torch.jit.load(str(run / "model.ts"))(x), dha_core.load_model(run)(x))
     code, out, _ = run_cli(capsys, "list", "--json")
     listed = json.loads(out)
     assert {"space", "relax", "aug", "hpo", "dataset"} <= set(listed)
@@ -147,8 +153,16 @@ def test_eval_and_resume_missing_run(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert_bad_input(code, err, "run directory not found")
 
 
-def test_console_script_entry_point(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "dha_core.cli", "search", "--config", str(tmp_path / "x.yaml")],
+@pytest.mark.parametrize("launcher", ["dha", "module"])
+def test_console_script_entry_point(tmp_path: Path, launcher: str) -> None:
+    """The installed ``dha`` script (``[project.scripts]``) and ``python -m dha_core.cli``."""
+    if launcher == "dha":
+        script = shutil.which("dha", path=str(Path(sys.executable).parent)) or shutil.which("dha")
+        assert script is not None, "the `dha` console script is not installed next to this Python"
+        command = [script]
+    else:
+        command = [sys.executable, "-m", "dha_core.cli"]
+    proc = subprocess.run([*command, "search", "--config", str(tmp_path / "x.yaml")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"dha: error: config file not found: {tmp_path / 'x.yaml'}"]

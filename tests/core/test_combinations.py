@@ -58,19 +58,52 @@ def test_timm_space_ignores_relax(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     assert any("relax='ista' is ignored" in r.getMessage() for r in caplog.records)
 
 
-def test_finetune_stage_keeps_weights_and_reports(tmp_path: Path) -> None:
+def _capture_child_stages(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
+    """Records, per child stage, its network's initial weights and the derived child's."""
+    from dha_core.searcher import Searcher
+
+    captured: dict[str, dict[str, Any]] = {}
+    original = Searcher._child_stage
+
+    def spy(self: Searcher, name: str, selection: Any, from_scratch: bool, supernet: Any = None) -> Any:
+        stage = original(self, name, selection, from_scratch, supernet)
+        derived = self.space.derive(supernet, selection) if supernet is not None else None
+        captured[name] = {
+            "initial": [t.detach().clone() for t in stage.net.net.state_dict().values()],
+            "derived": None if derived is None else [t.detach().clone() for t in derived.state_dict().values()],
+            "hpo": stage.hpo,
+        }
+        return stage
+
+    monkeypatch.setattr(Searcher, "_child_stage", spy)
+    return captured
+
+
+def test_finetune_stage_keeps_weights_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    captured = _capture_child_stages(monkeypatch)
     raw = tiny_raw_config(tmp_path)
     raw["train"]["finetune_epochs"] = 1
     result = dha_core.build(config=raw).fit()
     assert set(result.summary["stage_wall_s"]) == {"search", "finetune"}
     assert "finetune_final" in result.summary
+    # finetuning starts from the searched weights: the derived child of the trained supernet
+    start = captured["finetune"]
+    assert len(start["initial"]) == len(start["derived"])
+    for got, want in zip(start["initial"], start["derived"], strict=True):
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
 
 
-def test_two_stage_retrain(tmp_path: Path) -> None:
-    raw = tiny_raw_config(tmp_path, retrain={"epochs": 1, "aug": "none", "hpo": {"name": "fixed", "lr": 0.05}})
+def test_two_stage_retrain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    captured = _capture_child_stages(monkeypatch)
+    raw = tiny_raw_config(tmp_path, retrain={"epochs": 1, "aug": "none",
+                                             "hpo": {"name": "fixed", "lr": 0.05, "schedule": "constant"}})
     result = dha_core.build(config=raw).fit()
     assert set(result.summary["stage_wall_s"]) == {"search", "retrain"}
-    assert result.summary["retrain_final"]["lr"] <= 0.05
+    assert result.summary["retrain_final"]["lr"] == pytest.approx(0.05)  # retrain.hpo, not the search's
+    # retraining starts from scratch: fresh weights, not the searched ones
+    start = captured["retrain"]
+    assert any(not torch.equal(got, want) for got, want in zip(start["initial"], start["derived"], strict=True)
+               if got.is_floating_point())
 
 
 def test_ablate_grid_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,6 +49,12 @@ def test_build_fit_writes_run_dir(tmp_path: Path) -> None:
     torch.testing.assert_close(loaded(x), result.model.cpu()(x), rtol=0, atol=0)
     blob = torch.load(run / "model.pt", weights_only=True)
     assert blob["format"] == "dha.model/1"
+    # the model normalises with the dataset statistics it was trained with
+    mean = torch.tensor(blob["data_spec"]["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(blob["data_spec"]["std"]).view(1, -1, 1, 1)
+    assert not torch.allclose(mean, torch.zeros_like(mean)) or not torch.allclose(std, torch.ones_like(std))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), loaded.net((x - mean) / std), atol=1e-6, rtol=0)
 
 
 def test_dotted_overrides_in_build(tmp_path: Path) -> None:

@@ -140,6 +140,10 @@ def test_child_round_trips_through_model_pt(space_and_config: tuple[SearchSpace,
     images = torch.rand(2, SPEC["channels"], SPEC["image_size"], SPEC["image_size"])
     with torch.no_grad():
         torch.testing.assert_close(loaded(images), model(images), atol=0, rtol=0)
+        # ... and that output is the child on normalised images (not the model against itself)
+        mean = torch.tensor(SPEC["mean"]).view(1, -1, 1, 1)
+        std = torch.tensor(SPEC["std"]).view(1, -1, 1, 1)
+        torch.testing.assert_close(loaded(images), logits_of(model.net((images - mean) / std)), atol=1e-6, rtol=0)
     # A child built fresh from config + selection has exactly the derived child's keys.
     assert set(space.build_child(sel).state_dict()) == set(model.net.state_dict())
 
