@@ -93,6 +93,23 @@ def test_sparsity_config() -> None:
         _ista(_tiny(keep=2), sparsity=1)
 
 
+@pytest.mark.parametrize("distinct", [False, True])
+def test_distinct_edges_reaches_the_support(distinct: bool) -> None:
+    """``distinct_edges`` keeps at most one op per edge in every node's support (initial and
+    after recovery); without it, some seed puts two ops of one edge in a support."""
+    space = _tiny(channels=2, keep=2)
+    shared_edge_seen = False
+    for seed in range(8):
+        relax = _ista(space, init_std=1.0, lam=1e-4, distinct_edges=distinct, seed=seed)
+        relax.recover(epoch=0)
+        for node in relax.nodes:
+            edges = [i // len(node.group.ops) for i in node._support]
+            shared_edge_seen |= len(set(edges)) < len(edges)
+            if distinct:
+                assert len(set(edges)) == len(edges), (seed, node.group.name, node._support)
+    assert shared_edge_seen != distinct
+
+
 def test_selection_carries_the_current_weights() -> None:
     relax = _ista(_tiny(), init_std=0.5)
     w = relax.mixing_weights()
