@@ -101,6 +101,49 @@ def test_auto_policies_change_images_and_accept_groups() -> None:
         assert any(not torch.equal(o, x) for o in outs), name
 
 
+def _spy_policy_calls(aug: AugmentationPolicy) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Records ``(input, output)`` of every call of the wrapped Kornia policy module."""
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    aug.policy.register_forward_hook(lambda _m, args, out: calls.append((args[0], out)))
+    return calls
+
+
+@pytest.mark.parametrize("name", ["autoaugment", "randaugment", "trivialaugment"])
+@pytest.mark.parametrize(
+    ("batch", "groups", "sizes"),
+    [
+        (16, 1, [16]),
+        (16, 4, [4, 4, 4, 4]),
+        (10, 4, None),  # uneven: four chunks whatever their sizes
+        pytest.param(
+            6, 4, None,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="production bug: KorniaAutoPolicy splits with Tensor.chunk, which returns only 3 "
+                "chunks of 2 for 6 samples and groups=4, so fewer sub-policies are drawn than configured",
+            ),
+        ),
+    ],
+)
+def test_groups_call_the_kornia_policy_once_per_chunk(
+    name: str, batch: int, groups: int, sizes: list[int] | None
+) -> None:
+    # Kornia draws one sub-policy per call, so "groups" is only real if each chunk is its own call.
+    aug = _build(name, crop=False, flip=False, cutout=0, groups=groups)
+    calls = _spy_policy_calls(aug)
+    x = _images(batch)
+    for with_generator in (True, False):  # both code paths (seeded fork and global RNG)
+        calls.clear()
+        y, _ = aug(x, _gen(3) if with_generator else None)
+        got = [int(inp.shape[0]) for inp, _ in calls]
+        assert len(got) == groups, got
+        if sizes is not None:
+            assert got == sizes
+        # The chunks are the batch in order, and the output is the chunks' outputs in order.
+        assert torch.equal(torch.cat([inp for inp, _ in calls]), x)
+        assert torch.equal(y, torch.cat([out for _, out in calls]))
+
+
 @pytest.mark.parametrize(("name", "bad"), [("randaugment", {"m": 30}), ("randaugment", {"n": 0}),
                                           ("autoaugment", {"policy": "mnist"}), ("trivialaugment", {"groups": 0}),
                                           ("standard", {"cutout": -1})])

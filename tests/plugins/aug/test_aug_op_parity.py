@@ -101,7 +101,10 @@ def test_level_zero_and_eight_change_the_image_where_expected(images_u8: torch.T
 
 
 def _pil(img: Image.Image, name: str, level: float, sign: float) -> Image.Image:
-    """The authors' PIL definitions (AutoAugment-style ops)."""
+    """The authors' PIL definitions (AutoAugment-style ops).
+
+    The magnitudes are the published constants written out, not read from ``op_levels``,
+    so a changed constant there makes the backends disagree with this reference."""
     w, h = img.size
     if name == "AutoContrast":
         return ImageOps.autocontrast(img)
@@ -110,21 +113,21 @@ def _pil(img: Image.Image, name: str, level: float, sign: float) -> Image.Image:
     if name == "Invert":
         return ImageOps.invert(img)
     if name == "Posterize":
-        return ImageOps.posterize(img, L.posterize_bits(level))
+        return ImageOps.posterize(img, int(3 * level / 8 + 1))
     if name == "Solarize":
         return ImageOps.solarize(img, 256 * level / 8)
     if name in ("Color", "Contrast", "Brightness", "Sharpness"):
-        return getattr(ImageEnhance, name)(img).enhance(L.enhance_factor(level))
+        return getattr(ImageEnhance, name)(img).enhance(0.1 + 1.8 * level / 8)
     if name == "Rotate":
-        return img.rotate(sign * L.rotate_degrees(level))
+        return img.rotate(sign * 30 * level / 8)
     if name == "ShearX":
-        return img.transform(img.size, Image.AFFINE, (1, sign * L.shear_factor(level), 0, 0, 1, 0))
+        return img.transform(img.size, Image.AFFINE, (1, sign * 0.3 * level / 8, 0, 0, 1, 0))
     if name == "ShearY":
-        return img.transform(img.size, Image.AFFINE, (1, 0, 0, sign * L.shear_factor(level), 1, 0))
+        return img.transform(img.size, Image.AFFINE, (1, 0, 0, sign * 0.3 * level / 8, 1, 0))
     if name == "TranslateX":
-        return img.transform(img.size, Image.AFFINE, (1, 0, -sign * L.translate_fraction(level) * w, 0, 1, 0))
+        return img.transform(img.size, Image.AFFINE, (1, 0, -sign * 0.45 * level / 8 * w, 0, 1, 0))
     if name == "TranslateY":
-        return img.transform(img.size, Image.AFFINE, (1, 0, 0, 0, 1, -sign * L.translate_fraction(level) * h))
+        return img.transform(img.size, Image.AFFINE, (1, 0, 0, 0, 1, -sign * 0.45 * level / 8 * h))
     assert name == "Identity"
     return img
 

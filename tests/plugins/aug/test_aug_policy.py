@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from pydantic import ValidationError
 
 from dha_plugins.aug import op_levels as L
@@ -192,6 +193,20 @@ def test_kornia_and_torchvision_backends_agree_on_a_sampled_plan() -> None:
             _assert_chained_close(kp.apply_plan(x, plan), tp.apply_plan(x, plan))
 
 
+def _cutout_mask(y: torch.Tensor, side: int) -> torch.Tensor:
+    """``(B, H, W)`` pixels that hold the cutout fill (the dataset mean) on every channel,
+    after checking that each sample has exactly one such filled rectangle of at most
+    ``side x side`` and at least the smallest border-clipped square."""
+    fill = torch.tensor(SPEC["mean"]).view(1, 3, 1, 1)
+    mask = (y == fill).all(1)
+    for i, m in enumerate(mask):
+        ys, xs = m.nonzero(as_tuple=True)
+        assert ys.numel() >= (side - side // 2) ** 2, f"sample {i}: no cutout square"
+        h, w = int(ys.max() - ys.min()) + 1, int(xs.max() - xs.min()) + 1
+        assert h <= side and w <= side and ys.numel() == h * w, f"sample {i}: not one filled square"
+    return mask
+
+
 def test_backends_share_sampling_and_fixed_ops() -> None:
     x = _images(32)
     cfg = {"cutout": 5, "interpolation": "nearest"}
@@ -199,6 +214,8 @@ def test_backends_share_sampling_and_fixed_ops() -> None:
     yt, pt = _torchvision(**cfg)(x, _gen(9))
     assert torch.equal(pk.index, pt.index) and torch.equal(pk.levels, pt.levels)
     _assert_chained_close(yk, yt)
+    # Cutout runs after the policy, so its squares survive exactly, at the same place in both.
+    assert torch.equal(_cutout_mask(yk, 5), _cutout_mask(yt, 5))
 
 
 def test_fused_geometric_warp_equals_one_call_per_op() -> None:
@@ -239,11 +256,43 @@ def test_single_op_policy_applies_one_op_per_sample() -> None:
     assert (kp.apply_plan(x, plan) - tp.apply_plan(x, plan)).abs().max() <= 1 / 255
 
 
-def test_fixed_ops_run_around_the_policy() -> None:
-    policy = _kornia(crop=True, flip=True, cutout=4)
-    assert policy.fixed_ops.padding == SPEC["image_size"] // 8
-    y, _ = policy(_images(8), _gen(0))
-    assert y.shape == (8, 3, 16, 16) and y.min() >= 0 and y.max() <= 1
+@pytest.mark.parametrize("make", [_kornia, _torchvision])
+def test_fixed_ops_run_around_the_policy(make) -> None:
+    """Crop, flip, the policy, then cutout, replayed draw by draw from the same seed.
+
+    The policy holds only ``Identity``, so it leaves every image as it is: whatever changes
+    the batch is the fixed ops, and the expected output is built here per sample from the
+    documented draw order (crop offsets ``(B, 2)``, flips ``(B,)``, the policy's plan,
+    cutout centres: rows ``(B,)`` then columns ``(B,)``).
+    """
+    b, size, pad, side = 24, 16, 2, 4
+    policy = make(ops=["Identity"], crop=True, flip=True, cutout=side)
+    assert policy.fixed_ops.padding == SPEC["image_size"] // 8 == pad
+    x = _images(b)
+    y, plan = policy(x, _gen(0))
+    assert y.shape == x.shape and set(plan.ops.flatten().tolist()) == {0}
+
+    g = _gen(0)
+    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=g)
+    flips = torch.rand(b, generator=g) < 0.5
+    policy.sample_plan(b, g)  # the policy's own draws sit between the pre- and post-ops
+    rows = torch.randint(0, size, (b,), generator=g)
+    cols = torch.randint(0, size, (b,), generator=g)
+    # The draws exercise every branch: shifted crops, flipped and unflipped samples.
+    assert (offsets != pad).any(1).sum() > b // 2 and 0 < int(flips.sum()) < b
+
+    padded = F.pad(x, (pad,) * 4)  # zero padding (pad_mode="constant")
+    fill = torch.tensor(SPEC["mean"]).view(3, 1, 1)
+    for i in range(b):
+        oy, ox = offsets[i].tolist()
+        want = padded[i, :, oy : oy + size, ox : ox + size].clone()
+        if flips[i]:
+            want = want.flip(-1)
+        top, left = int(rows[i]) - side // 2, int(cols[i]) - side // 2
+        want[:, max(top, 0) : top + side, max(left, 0) : left + side] = fill
+        assert torch.equal(y[i], want), f"sample {i}"
+    # And, read off the output alone: one clipped square of the mean per sample.
+    _cutout_mask(y, side)
 
 
 # ---------------------------------------------------------------------------- policy loss and step

@@ -11,7 +11,7 @@ from torch.func import functional_call
 
 from dha_core import get_registry
 from dha_core.interfaces import ArchStepContext, DataSpec
-from dha_core.types import ChoiceGroup, SelectedOp
+from dha_core.types import ChoiceGroup, MixingWeights, SelectedOp
 from dha_plugins.relax.softmax import SoftmaxConfig, SoftmaxRelaxation
 from dha_plugins.relax.unrolled import finite_difference_hvp, unrolled_arch_grads
 
@@ -79,14 +79,51 @@ def test_finite_difference_hvp_matches_autograd_on_a_nonlinear_function() -> Non
     assert torch.allclose(approx, exact, rtol=1e-6, atol=1e-9)
 
 
+def _reference_weights(relax: SoftmaxRelaxation) -> MixingWeights:
+    """DARTS' mixing weights built from the alpha parameters alone: ``softmax(alpha[e])`` per
+    edge, every candidate dense. The references below use this instead of
+    ``relax.mixing_weights()``, so a relaxation that mixes with anything else (a temperature,
+    the wrong axis) disagrees with them rather than cancelling out."""
+    values = {g.name: torch.softmax(a, dim=-1) for g, a in zip(relax.groups, relax.alphas, strict=True)}
+    return MixingWeights(values, {g.name: None for g in relax.groups})
+
+
+def _assert_softmax_of_alpha(weights: dict[str, torch.Tensor], relax: SoftmaxRelaxation) -> None:
+    """``weights[g]`` equals ``exp(alpha) / sum_ops exp(alpha)`` row by row, written out by hand."""
+    assert set(weights) == {g.name for g in relax.groups}
+    for g, a in zip(relax.groups, relax.alphas, strict=True):
+        e = a.detach().exp()
+        want = e / e.sum(dim=1, keepdim=True)
+        assert weights[g.name].shape == g.shape
+        torch.testing.assert_close(weights[g.name].detach(), want, rtol=1e-12, atol=1e-12)
+
+
+def test_mixing_weights_are_softmax_of_alpha_per_edge() -> None:
+    _, net, relax = _setup()
+    # init_std=0.5 makes the logits far from uniform, so a scaled or transposed softmax differs.
+    assert all(float(a.detach().std()) > 0.1 for a in relax.alphas)
+    _assert_softmax_of_alpha(relax.probabilities(), relax)
+    mixing = relax.mixing_weights()
+    _assert_softmax_of_alpha(mixing.values, relax)
+    assert mixing.active == {g.name: None for g in relax.groups}  # dense: every candidate computed
+    # The weights stay differentiable in alpha (the arch gradient flows through them).
+    for g, a in zip(relax.groups, relax.alphas, strict=True):
+        (grad,) = torch.autograd.grad(mixing.values[g.name][0, 0], a, retain_graph=True)
+        assert grad[0].abs().sum() > 0 and torch.count_nonzero(grad[1:]) == 0  # softmax is per edge
+    # What the supernet computes with them is what it computes with softmax(alpha).
+    x = _batches()[0][0]
+    torch.testing.assert_close(net(x, mixing), net(x, _reference_weights(relax)), rtol=0, atol=0)
+
+
 def _exact_second_order(net: Any, relax: SoftmaxRelaxation, train: Any, val: Any, xi: float, mu: float, wd: float,
                         bufs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """dL_val(w'(alpha), alpha)/dalpha with w' differentiated through autograd (no FD)."""
+    """dL_val(w'(alpha), alpha)/dalpha with w' differentiated through autograd (no FD); the
+    mixing weights are ``softmax(alpha)`` built directly from the parameters."""
     names = [n for n, _ in net.named_parameters()]
     params = [p for _, p in net.named_parameters()]
 
     def loss_at(weights: list[torch.Tensor], batch: Any) -> torch.Tensor:
-        out = functional_call(net, dict(zip(names, weights)), (batch[0], relax.mixing_weights()))
+        out = functional_call(net, dict(zip(names, weights)), (batch[0], _reference_weights(relax)))
         return F.cross_entropy(out, batch[1])
 
     grads = torch.autograd.grad(loss_at(params, train), params, create_graph=True)
@@ -108,7 +145,8 @@ def test_second_order_gradient_matches_exact_autograd() -> None:
     ours, _ = unrolled_arch_grads(loss, list(relax.alphas), list(net.parameters()), train, val, lr=xi, momentum=mu,
                                   weight_decay=wd, momentum_buffers=bufs, r=0.01)
     exact = _exact_second_order(net, relax, train, val, xi, mu, wd, bufs)
-    first = [g.detach() for g in torch.autograd.grad(loss(val), list(relax.alphas))]
+    ref_val = F.cross_entropy(net(val[0], _reference_weights(relax)), val[1])
+    first = [g.detach() for g in torch.autograd.grad(ref_val, list(relax.alphas))]
 
     ours_v, exact_v, first_v = (torch.cat([g.flatten() for g in gs]) for gs in (ours, exact, first))
     err = float((ours_v - exact_v).norm())
@@ -126,6 +164,9 @@ def test_arch_step_second_order_uses_context_and_momentum_buffers(monkeypatch: p
     train, val = _batches(seed=3)
     bufs = [torch.full_like(p, 0.05) for p in net.parameters()]
     calls: list[Any] = []
+    received: list[dict[str, torch.Tensor]] = []
+    # Records the mixing weights every supernet forward of the step receives.
+    net.register_forward_pre_hook(lambda _m, args: received.append(args[1].values))
 
     def loss(batch: Any) -> torch.Tensor:
         calls.append(batch)
@@ -139,6 +180,9 @@ def test_arch_step_second_order_uses_context_and_momentum_buffers(monkeypatch: p
     assert "softmax/val_loss" in metrics
     # train (virtual step), val (at w'), train twice (finite difference).
     assert [c is train for c in calls] == [True, False, True, True]
+    assert len(received) == 4
+    for weights in received:
+        _assert_softmax_of_alpha(weights, relax)  # apply_grads is stubbed: alpha is unchanged
     exact = _exact_second_order(net, relax, train, val, 0.3, 0.9, 1e-3, bufs)
     for got, want in zip(captured[0], exact):
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-8)
@@ -152,7 +196,8 @@ def test_first_order_step_is_adam_on_the_validation_gradient() -> None:
         return F.cross_entropy(net(batch[0], relax.mixing_weights()), batch[1])
 
     ref = [torch.nn.Parameter(a.detach().clone()) for a in relax.alphas]
-    grads = torch.autograd.grad(loss(val), list(relax.alphas))
+    ref_val = F.cross_entropy(net(val[0], _reference_weights(relax)), val[1])
+    grads = torch.autograd.grad(ref_val, list(relax.alphas))
     opt = torch.optim.Adam(ref, lr=0.01, betas=(0.5, 0.999))
     for p, g in zip(ref, grads):
         p.grad = g.clone()
@@ -201,7 +246,7 @@ def test_genotype_rule_excludes_none_and_keeps_strongest_edges() -> None:
         [[0.0, 1.0, 3.0]],
     ])
     sel = relax.selection()
-    probs = relax.probabilities()
+    probs = {g.name: torch.softmax(a.detach(), dim=-1) for g, a in zip(relax.groups, relax.alphas)}
     # Best non-none op per edge: e0 -> a, e1 -> b (strongest), e2 -> a; keep e1 and e0.
     assert [(s.edge, s.op) for s in sel["n"]] == [(0, 1), (1, 2)]
     assert sel["n"][1].weight == pytest.approx(float(probs["n"][1, 2].detach()))
@@ -222,7 +267,8 @@ class _CostSpace:
 def test_resource_penalty_gradient_and_effect() -> None:
     relax = SoftmaxRelaxation(SoftmaxConfig(penalty=2.0, penalty_metric="flops", lr=0.05, weight_decay=0.0))
     relax.setup([G_NONE, G_SINGLE], _CostSpace())
-    probs = {k: v.detach() for k, v in relax.probabilities().items()}
+    # From alpha directly, not through the relaxation, so the cost is pinned to softmax(alpha).
+    probs = {g.name: torch.softmax(a.detach(), dim=-1) for g, a in zip(relax.groups, relax.alphas)}
     expected = sum((probs[n] * c).sum() for n, c in _CostSpace().candidate_costs("flops").items())
     assert float(relax.expected_cost().detach()) == pytest.approx(float(expected))
     # Penalty = 2 * E[cost] / (3 * 100 + 200).
