@@ -96,7 +96,9 @@ class KorniaAutoPolicy(AugmentationPolicy):
     def _apply_policy(self, images: torch.Tensor) -> torch.Tensor:
         if self.groups == 1:
             return self.policy(images)
-        return torch.cat([self.policy(chunk) for chunk in images.chunk(self.groups)])
+        # tensor_split, not chunk: chunk(4) of 6 samples gives 3 chunks. A batch smaller than
+        # `groups` leaves empty chunks, which draw nothing.
+        return torch.cat([self.policy(chunk) for chunk in images.tensor_split(self.groups) if len(chunk)])
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, None]:
         """Augments a batch.
