@@ -113,6 +113,7 @@ def test_bad_image_names_file_then_skip(tmp_path: Path, capsys: pytest.CaptureFi
     assert (tmp_path / "r2" / "summary.json").is_file()
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
 def test_search_eval_export_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path)
     run = tmp_path / "run"
