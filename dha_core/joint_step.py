@@ -156,8 +156,14 @@ class JointStep:
             train_batch=train_batch,
             val_batch=val_batch,
             step=step,
-            extras={"supernet": self.net, "momentum_buffers": self.hpo.momentum_buffers(self.weights)},
+            extras=self._arch_extras(),
         )
+
+    def _arch_extras(self) -> dict[str, Any]:
+        extras: dict[str, Any] = {"supernet": self.net}
+        if self.relax.bilevel:  # only the bilevel (DARTS unrolled) step reads them: skip the lookup otherwise
+            extras["momentum_buffers"] = self.hpo.momentum_buffers(self.weights)
+        return extras
 
     def __call__(self, batch: Batch, step: int) -> StepOutcome:
         metrics: dict[str, float] = {}

@@ -30,8 +30,9 @@ class ArchStepContext:
         val_batch: A validation batch, given to bilevel relaxations.
         step: Global step index.
         extras: What the orchestrator adds: ``"supernet"`` (the network) and
-            ``"momentum_buffers"`` (the weight optimizer's buffers, aligned with
-            ``weight_params``; None entries before a weight's first step).
+            ``"momentum_buffers"`` (bilevel relaxations only: the weight optimizer's
+            buffers, aligned with ``weight_params``; None entries before a weight's first
+            step).
     """
 
     loss: Callable[[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]

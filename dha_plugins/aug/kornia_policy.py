@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from dha_core.hookspecs import hookimpl
-from dha_plugins.aug.ops_kornia import AFFINE_MATRICES, KORNIA_OPS, warp
+from dha_plugins.aug.affine_warp import warp_affine_pixels
+from dha_plugins.aug.ops_kornia import AFFINE_MATRICES, KORNIA_OPS
 from dha_plugins.aug.policy import AugPlan, LearnablePolicy, PolicyConfig
 
 __all__ = ["KorniaPolicyConfig", "KorniaPolicy", "create_kornia"]
@@ -104,7 +105,7 @@ class KorniaPolicy(LearnablePolicy):
                     pieces.append(KORNIA_OPS[name](current[start:stop], levels[start:stop], signs[start:stop], mode))
                 start = stop
             if matrices:  # geometric ranks come last, so the fused slice is the tail
-                pieces.append(warp(current[fused_start:], torch.cat(matrices), mode))
+                pieces.append(warp_affine_pixels(current[fused_start:], torch.cat(matrices), mode))
             out = torch.cat(pieces) if len(pieces) > 1 else pieces[0].contiguous()
         if samples is None:
             return images

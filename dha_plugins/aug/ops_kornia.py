@@ -52,7 +52,6 @@ __all__ = [
     "shear_y_matrix",
     "translate_x_matrix",
     "translate_y_matrix",
-    "warp",
 ]
 
 KorniaOp = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, str], torch.Tensor]
@@ -339,32 +338,14 @@ AFFINE_MATRICES: dict[str, AffineMatrices] = {
     "TranslateX": translate_x_matrix,
     "TranslateY": translate_y_matrix,
 }
-"""Geometric op name -> its per-sample affine matrices; :func:`warp` applies them."""
+"""Geometric op name -> its per-sample affine matrices (source to destination, pixel centres on
+integers, as Kornia's ``warp_affine(..., align_corners=True)``);
+:func:`~dha_plugins.aug.affine_warp.warp_affine_pixels` applies them."""
 
 
 def _size(images: torch.Tensor) -> tuple[int, int]:
     """``(H, W)`` of a batch."""
     return int(images.shape[-2]), int(images.shape[-1])
-
-
-def warp(images: torch.Tensor, matrices: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Warps each image by its own source-to-destination affine matrix (zeros outside).
-
-    The result is ``kornia.geometry.transform.warp_affine(images, matrices, (H, W),
-    mode=mode, padding_mode="zeros", align_corners=True)``: pixel centres on integers, which
-    is what the matrices above assume. The grid is built by
-    :func:`~dha_plugins.aug.affine_warp.warp_affine_pixels`, about 3x faster than Kornia's on
-    CPU at 32x32; a test keeps the two equal.
-
-    Args:
-        images: ``(N, C, H, W)`` batch.
-        matrices: ``(N, 2, 3)`` matrices (any device; moved next to the images).
-        mode: ``"bilinear"`` or ``"nearest"``.
-
-    Returns:
-        The warped batch.
-    """
-    return warp_affine_pixels(images, matrices, mode)
 
 
 _WARP_OP_DOC = """{summary}
@@ -396,8 +377,8 @@ def _warp_op(name: str, matrices: AffineMatrices, summary: str) -> KorniaOp:
     """
 
     def op(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-        # The matrices are built on CPU, where the levels are sampled; warp moves them over.
-        return warp(images, matrices(level.cpu(), sign.cpu(), _size(images)), mode)
+        # The matrices are built on CPU, where the levels are sampled; the warp moves them over.
+        return warp_affine_pixels(images, matrices(level.cpu(), sign.cpu(), _size(images)), mode)
 
     op.__name__ = op.__qualname__ = name
     op.__doc__ = _WARP_OP_DOC.format(summary=summary)
