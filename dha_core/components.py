@@ -47,9 +47,19 @@ def build_space(space_config: Any, spec: dict[str, Any]) -> SearchSpace:
     return get_registry().create("space", space_config, data_spec=spec)
 
 
-def build_relax(relax_config: Any, space: SearchSpace, supernet: Supernet, epochs: int | None = None) -> ArchRelaxation:
-    """Builds the relaxation; ``epochs`` (the search length) feeds schedules such as Gumbel's."""
-    relax: ArchRelaxation = get_registry().create("relax", relax_config, epochs=epochs)
+def build_relax(relax_config: Any, space: SearchSpace, supernet: Supernet, epochs: int | None = None,
+                seed: int = 0) -> ArchRelaxation:
+    """Builds the relaxation.
+
+    Args:
+        relax_config: The relaxation's config.
+        space: The search space.
+        supernet: Its supernet.
+        epochs: The search length in epochs (None: a time budget decides), for schedules
+            such as Gumbel's.
+        seed: The run's seed, from which relaxations derive their own unless configured.
+    """
+    relax: ArchRelaxation = get_registry().create("relax", relax_config, epochs=epochs, seed=seed)
     groups = space.choice_groups()
     if not groups:
         log.info("space %r has no architecture choices: relax=%r is ignored", space_config_name(space), relax_config.name)

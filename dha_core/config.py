@@ -53,18 +53,33 @@ DEFAULT_COMPONENTS: dict[str, str] = {
 class TrainConfig(StrictModel):
     """Training-loop settings shared by every combination of components."""
 
-    epochs: int = Field(10, ge=1, description="Search epochs.")
+    epochs: int | None = Field(
+        None, ge=1, description="Search epochs; null: 10 without a time budget, as many as the budget allows with one."
+    )
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(256, ge=1)
     seed: int = Field(0, ge=0)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     grad_clip: float | None = Field(5.0, gt=0, description="Max global norm of weight gradients; null disables.")
-    drop_path: float = Field(0.0, ge=0, lt=1, description="Drop-path probability, scheduled linearly over epochs.")
+    drop_path: float = Field(0.0, ge=0, lt=1, description="Drop-path probability, scheduled linearly with progress.")
     aux_weight: float = Field(0.4, ge=0, description="Weight of the auxiliary head's loss, where the space has one.")
     finetune_epochs: int = Field(0, ge=0, description="Optional fine-tuning of the derived child.")
     max_steps_per_epoch: int | None = Field(None, ge=1)
-    time_budget_s: float | None = Field(None, gt=0, description="Stop the search stage after this many seconds.")
+    time_budget_s: float | None = Field(
+        None,
+        gt=0,
+        description="Training seconds of the search stage (validation and test excluded). Every schedule follows "
+        "the fraction of it spent, and the stage ends when it is spent.",
+    )
+    search_fraction: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Progress of the search stage at which the architecture is fixed (frozen and folded); the "
+        "rest of the stage trains that child with the same weights. null: 0.5 for one-stage runs, 1 (search to "
+        "the end) when a retrain stage follows.",
+    )
     max_nonfinite_steps: int = Field(5, ge=1, description="Consecutive non-finite steps before the run stops.")
     checkpoint_every: int = Field(50, ge=1, description="Steps between checkpoints (also at every epoch end).")
     log_every: int = Field(1, ge=1)
@@ -103,11 +118,31 @@ class RetrainConfig(StrictModel):
     :func:`run_config_model`.
     """
 
-    epochs: int = Field(10, ge=1)
-    time_budget_s: float | None = Field(None, gt=0, description="Stop the retrain stage after this many seconds.")
+    epochs: int | None = Field(None, ge=1, description="null: 10 without a time budget, unbounded with one.")
+    time_budget_s: float | None = Field(None, gt=0, description="Training seconds of the retrain stage.")
 
 
 RETRAIN_DEFAULTS: dict[str, str] = {"aug": "kornia", "hpo": "hypergrad"}
+
+DEFAULT_EPOCHS = 10
+"""Epochs of a stage that has neither ``epochs`` nor ``time_budget_s``."""
+
+ONE_STAGE_SEARCH_FRACTION = 0.5
+"""Default ``train.search_fraction`` of a run without a retrain stage (see docs/results.md)."""
+
+
+def stage_epochs(epochs: int | None, time_budget_s: float | None) -> int | None:
+    """A stage's epoch limit: ``epochs``, else 10 without a budget, else None (the budget decides)."""
+    if epochs is not None:
+        return epochs
+    return None if time_budget_s is not None else DEFAULT_EPOCHS
+
+
+def search_fraction(config: Any) -> float:
+    """The resolved ``train.search_fraction`` of a run config."""
+    if config.train.search_fraction is not None:
+        return float(config.train.search_fraction)
+    return 1.0 if config.retrain is not None else ONE_STAGE_SEARCH_FRACTION
 
 
 def _component_union(kind: str) -> Any:

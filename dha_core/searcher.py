@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from dha_core import components as comp
 from dha_core.checkpoint import atomic_save, load_checkpoint
-from dha_core.config import apply_overrides, load_yaml, resolve_config, save_config
+from dha_core.budget import Clock, StageBudget
+from dha_core.config import apply_overrides, load_yaml, resolve_config, save_config, search_fraction, stage_epochs
 from dha_core.costs import count_flops, count_params
 from dha_core.data import BatchStream, eval_batches
 from dha_core.distributed import DistContext
@@ -132,10 +133,12 @@ class Searcher:
     Args:
         config: The validated config.
         run_dir: Explicit run directory (default: ``output.dir / output.name``).
+        clock: Time source of the training budgets (injectable for tests).
     """
 
-    def __init__(self, config: Any, run_dir: str | Path | None = None) -> None:
+    def __init__(self, config: Any, run_dir: str | Path | None = None, clock: Clock = time.perf_counter) -> None:
         self.config = config
+        self.clock = clock
         name = config.output.name or default_run_name(config)
         self.run = RunDir(Path(run_dir) if run_dir is not None else Path(config.output.dir) / name)
         self.device = resolve_device(config.train.device)
@@ -143,6 +146,7 @@ class Searcher:
         self.global_step = 0
         self.wall_before = 0.0
         self.stage_walls: dict[str, float] = {}
+        self.stage_train_s: dict[str, float] = {}
         self.reports: dict[str, Any] = {}
         self.selection: Selection = {}
         self._resume_state: dict[str, Any] | None = None
@@ -174,8 +178,8 @@ class Searcher:
         std = torch.tensor(spec["std"], device=self.device).view(1, -1, 1, 1)
         return lambda x: (x - mean) / std
 
-    def _make_stage(self, name: str, net: Any, relax: Any, aug_cfg: Any, hpo_cfg: Any, epochs: int,
-                    seed_offset: int) -> Stage:
+    def _make_stage(self, name: str, net: Any, relax: Any, aug_cfg: Any, hpo_cfg: Any, epochs: int | None,
+                    time_budget_s: float | None, seed_offset: int) -> Stage:
         cfg = self.config.train
         net = net.to(self.device)
         relax = relax.to(self.device)
@@ -190,12 +194,16 @@ class Searcher:
         steps = train_stream.batches_per_cycle()
         if cfg.max_steps_per_epoch is not None:
             steps = min(steps, cfg.max_steps_per_epoch)
-        hpo.attach(comp.weight_param_groups(net), total_steps=epochs * steps)
+        total_steps = None if epochs is None else epochs * steps
+        # 0 planned steps: the budget alone drives schedules (through on_progress).
+        hpo.attach(comp.weight_param_groups(net), total_steps=total_steps or 0)
         generator = torch.Generator().manual_seed(seed + 104729)
         step_fn = JointStep(net, relax, aug, hpo, self._normalizer(self.bundle.spec), self.device,
                             val_stream.next, cfg.grad_clip, cfg.aux_weight, cfg.max_nonfinite_steps, generator,
                             dist=self.dist, sample_seed=seed + 130363)
-        return Stage(name, net, relax, aug, hpo, epochs, steps, train_stream, val_stream, step_fn, generator)
+        budget = StageBudget(total_steps, time_budget_s, self.clock)
+        return Stage(name, net, relax, aug, hpo, epochs, steps, train_stream, val_stream, step_fn, generator,
+                     budget=budget)
 
     def prepare(self) -> None:
         """Builds the dataset (all splits) and the space; nothing is written."""
@@ -208,21 +216,25 @@ class Searcher:
 
     def _search_stage(self) -> Stage:
         supernet = self.space.build_supernet()
-        relax = comp.build_relax(self.config.relax, self.space, supernet, epochs=self.config.train.epochs)
-        return self._make_stage("search", supernet, relax, self.config.aug, self.config.hpo,
-                                self.config.train.epochs, 0)
+        cfg = self.config.train
+        epochs = stage_epochs(cfg.epochs, cfg.time_budget_s)
+        relax = comp.build_relax(self.config.relax, self.space, supernet, epochs=epochs, seed=cfg.seed)
+        return self._make_stage("search", supernet, relax, self.config.aug, self.config.hpo, epochs,
+                                cfg.time_budget_s, 0)
 
     def _child_stage(self, name: str, selection: Selection, from_scratch: bool, supernet: Any = None) -> Stage:
         if from_scratch:
             child = self.space.build_child(selection)
             retrain = self.config.retrain
-            aug_cfg, hpo_cfg, epochs = retrain.aug, retrain.hpo, retrain.epochs
+            aug_cfg, hpo_cfg = retrain.aug, retrain.hpo
+            epochs, budget = stage_epochs(retrain.epochs, retrain.time_budget_s), retrain.time_budget_s
         else:
             child = self.space.derive(supernet, selection) if supernet is not None else self.space.build_child(selection)
-            aug_cfg, hpo_cfg, epochs = self.config.aug, self.config.hpo, self.config.train.finetune_epochs
+            aug_cfg, hpo_cfg = self.config.aug, self.config.hpo
+            epochs, budget = self.config.train.finetune_epochs, None
         relax = NoArchitecture()
         relax.setup([])
-        return self._make_stage(name, FixedNetwork(child), relax, aug_cfg, hpo_cfg, epochs, 1000)
+        return self._make_stage(name, FixedNetwork(child), relax, aug_cfg, hpo_cfg, epochs, budget, 1000)
 
     def _stage_plan(self) -> list[str]:
         plan = ["search"]
@@ -303,6 +315,7 @@ class Searcher:
             self.global_step = int(resume["global_step"])
             self.wall_before = float(resume["wall_s"])
             self.stage_walls = dict(resume["stage_walls"])
+            self.stage_train_s = dict(resume.get("stage_train_s", {}))
             self.reports = dict(resume["reports"])
             self.selection = selection_from_json(resume["selection"])
             self.metrics = MetricsLog.load(self.run.metrics, max_step=self.global_step)
@@ -342,18 +355,22 @@ class Searcher:
         else:
             stage.history.setdefault("policy_start", stage.aug.report())
             stage.history.setdefault("selection", [])
+            stage.history.setdefault("initial_selection", selection_to_json(stage.relax.selection()))
         stage_start = time.perf_counter() - self.stage_walls.get(stage.name, 0.0)
         stop_reason = stage.history.get("stopped_early")
         progress = cfg.progress and self.is_main
         epochs_bar = tqdm(total=stage.epochs, initial=epoch, desc=stage.name, unit="epoch",
                           disable=not progress, leave=False)
         try:
-            while epoch < stage.epochs and stop_reason is None:
-                stage.net.set_drop_path(cfg.drop_path * epoch / max(stage.epochs, 1))
+            while (stage.epochs is None or epoch < stage.epochs) and stop_reason is None:
                 bar = tqdm(total=stage.steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch}",
                            unit="step", disable=not progress, leave=False)
                 while step_in_epoch < stage.steps_per_epoch:
+                    self._apply_progress(stage)
+                    stage.budget.start()
                     outcome = stage.step_fn(stage.train_stream.next(), self.global_step)
+                    stage.budget.stop()
+                    self.stage_train_s[stage.name] = stage.budget.train_s
                     self.global_step += 1
                     step_in_epoch += 1
                     if self.global_step % cfg.log_every == 0 or outcome.skipped:
@@ -374,11 +391,13 @@ class Searcher:
                     row = self._end_epoch(stage, epoch, last=stop_reason is not None)
                     epoch += 1
                     step_in_epoch = 0
+                elif stop_reason is not None:
+                    row = self._end_epoch(stage, epoch, last=True)  # validation of the partial last epoch
                 if stop_reason is None and stage.relax.should_stop():
                     stop_reason = "all_frozen"
                 if stop_reason is not None:
                     stage.history["stopped_early"] = stop_reason
-                    log.info("%s stage stops early after epoch %d: %s", stage.name, epoch, stop_reason)
+                    log.info("%s stage stops after epoch %d: %s", stage.name, epoch, stop_reason)
                 self.stage_walls[stage.name] = time.perf_counter() - stage_start
                 written = self._checkpoint(stage, epoch, step_in_epoch)
                 if written and row is not None:
@@ -393,15 +412,40 @@ class Searcher:
         if progress:
             tqdm.write(f"{stage.name}: {epoch} epochs, {self.stage_walls.get(stage.name, 0.0):.1f}s")
 
+    def _apply_progress(self, stage: Stage) -> None:
+        """Feeds the stage's progress to every schedule, and ends the search at
+        ``train.search_fraction`` (once)."""
+        fraction = stage.budget.fraction()
+        stage.net.set_drop_path(self.config.train.drop_path * fraction)
+        stage.hpo.on_progress(fraction)
+        stage.aug.on_progress(fraction)
+        stage.relax.on_progress(fraction)
+        if (stage.name == "search" and "finalized" not in stage.history
+                and fraction >= search_fraction(self.config) and search_fraction(self.config) < 1.0):
+            events = stage.relax.finalize(stage.net)
+            stage.history["finalized"] = {"step": self.global_step, "fraction": fraction}
+            if events:
+                stage.hpo.weights_changed()
+                self.metrics.append({"stage": stage.name, "step": self.global_step, "arch/finalized": 1.0,
+                                     **{f"arch/{k}": float(v) for k, v in events.items()
+                                        if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+                log.info("%s: architecture fixed at %.0f%% of the stage (step %d)", stage.name, 100 * fraction,
+                         self.global_step)
+
     def _over_budget(self, stage: Stage) -> bool:
-        budget = self.config.train.time_budget_s
-        if stage.name == "retrain" and self.config.retrain is not None:
-            budget = self.config.retrain.time_budget_s
-        if budget is None:
+        if stage.budget.time_budget_s is None:
             return False
-        over = self.stage_walls.get(stage.name, 0.0) >= budget
+        over = stage.budget.train_s >= stage.budget.time_budget_s
         # Clocks differ between ranks: stop everywhere as soon as one rank is over.
         return over if self.dist is None else self.dist.any(over)
+
+    def _budget_used(self) -> dict[str, float]:
+        """Fraction of each stage's time budget spent on training."""
+        budgets = {"search": self.config.train.time_budget_s}
+        if self.config.retrain is not None:
+            budgets["retrain"] = self.config.retrain.time_budget_s
+        return {name: self.stage_train_s.get(name, 0.0) / budget for name, budget in budgets.items()
+                if budget is not None}
 
     def _elapsed(self) -> float:
         return self.wall_before + (time.perf_counter() - self._start)
@@ -409,7 +453,7 @@ class Searcher:
     def _end_epoch(self, stage: Stage, epoch: int, last: bool = False) -> dict[str, Any]:
         # Every rank recovers (deterministic given the identical codes); rank 0 evaluates.
         events: dict[str, Any] = {}
-        if epoch + 1 < stage.epochs and not last:
+        if (stage.epochs is None or epoch + 1 < stage.epochs) and not last:
             events = stage.relax.on_epoch_end(epoch, stage.net)
             if events:  # the relaxation did something: the network's function may have moved
                 stage.hpo.weights_changed()
@@ -418,7 +462,7 @@ class Searcher:
         row: dict[str, Any] = {"stage": stage.name, "epoch": epoch, "step": self.global_step}
         row.update({f"arch/{k}": float(v) for k, v in (events or {}).items()
                     if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        evaluate_now = (epoch + 1) % self.config.train.eval_every == 0 or epoch + 1 == stage.epochs
+        evaluate_now = (epoch + 1) % self.config.train.eval_every == 0 or epoch + 1 == stage.epochs or last
         if evaluate_now and self.is_main:
             val = self._evaluate_stage(stage, "val")
             row.update({"val_acc": val["acc"], "val_loss": val["loss"]})
@@ -459,6 +503,7 @@ class Searcher:
                 "global_step": self.global_step,
                 "wall_s": self._elapsed(),
                 "stage_walls": self.stage_walls,
+                "stage_train_s": self.stage_train_s,
                 "reports": self.reports,
                 "selection": selection_to_json(self.selection),
                 "stage_state": stage.state_dict(),
@@ -521,6 +566,9 @@ class Searcher:
             "stopped_early": self.reports.get("search_history", {}).get("stopped_early"),
             "steps": self.global_step,
             "stage_wall_s": dict(self.stage_walls),
+            "stage_train_s": dict(self.stage_train_s),
+            "budget_used": self._budget_used(),
+            "arch": _arch_summary(self.reports.get("search_history", {}), self.selection),
             "wall_s": self._elapsed(),
             "components": {k: getattr(self.config, k).name for k in ("space", "relax", "aug", "hpo", "data")},
             "device": str(self.device),
@@ -540,6 +588,24 @@ class Searcher:
         self.run.write_json(self.run.summary, summary)
         return SearchResult(model=model, genotype=genotype, summary=summary, selection=self.selection,
                             run_dir=self.run.path)
+
+
+def _arch_summary(history: dict[str, Any], selection: Selection) -> dict[str, Any]:
+    """How far the architecture moved: the choice groups whose selected (edge, op) pairs
+    differ between the start of the search and its end, and when it was fixed."""
+    initial = history.get("initial_selection")
+    changed: list[str] = []
+    if initial is not None:
+        start = selection_from_json(initial)
+        changed = [g for g, picks in selection.items()
+                   if {(p.edge, p.op) for p in picks} != {(p.edge, p.op) for p in start.get(g, [])}]
+    return {
+        "groups": len(selection),
+        "changed_groups": len(changed),
+        "changed": changed,
+        "initial_selection": initial,
+        "finalized": history.get("finalized"),
+    }
 
 
 def _all_finite(module: torch.nn.Module) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dha_core.budget import StageBudget
 from dha_core.data import BatchStream
 from dha_core.interfaces import ArchRelaxation, ArchStepContext, AugmentationPolicy, HyperOptimizer, Supernet
 from dha_core.joint_step import JointStep
@@ -49,13 +50,14 @@ class Stage:
     relax: ArchRelaxation
     aug: AugmentationPolicy
     hpo: HyperOptimizer
-    epochs: int
+    epochs: int | None
     steps_per_epoch: int
     train_stream: BatchStream
     val_stream: BatchStream
     step_fn: JointStep
     generator: torch.Generator
     history: dict[str, Any] = field(default_factory=dict)
+    budget: StageBudget = field(default_factory=lambda: StageBudget(1, None))
 
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net, "relax": self.relax, "aug": self.aug}
@@ -73,6 +75,7 @@ class Stage:
         state["generator"] = self.generator.get_state()
         state["nonfinite_total"] = self.step_fn.nonfinite_total
         state["history"] = self.history
+        state["budget"] = self.budget.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -88,3 +91,4 @@ class Stage:
         self.generator.set_state(state["generator"])
         self.step_fn.nonfinite_total = int(state["nonfinite_total"])
         self.history = state["history"]
+        self.budget.load_state_dict(state["budget"])

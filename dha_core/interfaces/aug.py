@@ -45,6 +45,11 @@ class AugmentationPolicy(nn.Module, ABC):
         """
         return {}
 
+    def on_progress(self, fraction: float) -> None:
+        """Called before every step with the stage's progress in ``[0, 1]`` (steps or
+        time budget, whichever is further along); e.g. a warm-up of the policy's strength.
+        The default does nothing."""
+
     def report(self) -> dict[str, Any]:
         """Summary fields (e.g. entropy, top pairs) written at the end of the search."""
         return {}

@@ -64,6 +64,11 @@ class HyperOptimizer(ABC):
     def momentum(self) -> float:
         return 0.0
 
+    def on_progress(self, fraction: float) -> None:
+        """Called before every step with the stage's progress in ``[0, 1]`` (steps or
+        time budget, whichever is further along), so that an lr decay can follow a time
+        budget. The default does nothing."""
+
     def weights_changed(self) -> None:
         """Called when the network changed outside :meth:`step` (the orchestrator calls it
         after every epoch-end architecture update: ISTA recovery, BN folding, freezing).

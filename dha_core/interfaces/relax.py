@@ -92,6 +92,25 @@ class ArchRelaxation(nn.Module, ABC):
         """
         return {}
 
+    def on_progress(self, fraction: float) -> None:
+        """Called before every step with the stage's progress in ``[0, 1]``: the larger of
+        the fraction of planned steps taken and the fraction of the time budget spent.
+        Schedules that follow the budget (recovery cadence, temperatures) read it here.
+        The default does nothing."""
+
+    def finalize(self, supernet: nn.Module | None = None) -> dict[str, Any]:
+        """Fixes the architecture at the current selection: the end of the search.
+
+        Afterwards :meth:`mixing_weights` is constant, only the selected pairs are computed
+        and :meth:`arch_step` changes nothing, so the rest of the run trains the child
+        inside the supernet (the authors' second phase, without a restart). The default
+        does nothing and returns ``{}``: such a relaxation keeps searching to the end.
+
+        Returns:
+            Events to log; non-empty means the network's function may have changed.
+        """
+        return {}
+
     def should_stop(self) -> bool:
         """True when the search may end early (e.g. every ISTA node frozen)."""
         return False

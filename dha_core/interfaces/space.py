@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dha_core.types import ChoiceGroup, MixingWeights, Selection
+from dha_core.types import ChoiceGroup, MixingWeights, SelectedOp, Selection
 
 __all__ = ["SearchSpace", "Supernet", "DataSpec"]
 
@@ -91,8 +91,30 @@ class SearchSpace(ABC):
         }
 
     def selection_from_genotype(self, genotype: dict[str, Any]) -> Selection:
-        """Inverse of :meth:`genotype`, where the space supports it."""
-        raise NotImplementedError(f"space {self.name!r} cannot import genotypes")
+        """Inverse of :meth:`genotype` for the default format written above.
+
+        Raises:
+            ValueError: The genotype does not fit this space (unknown group, edge or op).
+        """
+        groups = {g.name: g for g in self.choice_groups()}
+        selection: Selection = {}
+        for name, picks in genotype.items():
+            if name not in groups:
+                raise ValueError(f"genotype names an unknown choice group {name!r}")
+            g = groups[name]
+            try:
+                selection[name] = [SelectedOp(g.edges.index(p["edge"]), g.ops.index(p["op"]), 1.0) for p in picks]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"genotype entry of {name!r} does not fit this space: {exc}") from None
+        missing = set(groups) - set(selection)
+        if missing:
+            raise ValueError(f"genotype has no entry for group(s) {', '.join(sorted(missing))}")
+        return selection
+
+    def named_genotypes(self) -> dict[str, dict[str, Any]]:
+        """Published architectures of this space by name (e.g. ``DARTS_V2``), in the
+        :meth:`genotype` format; ``relax=fixed`` accepts these names. Default: none."""
+        return {}
 
     def candidate_costs(self, metric: str = "params") -> dict[str, torch.Tensor]:
         """Cost of every candidate, group name -> ``(edges, ops)`` tensor.

@@ -46,13 +46,18 @@ class PolicyConfig(FixedOpsConfig):
             entries; one op per sample).
         magnitude_max: ``M``; levels are drawn from ``U(0, M)`` on the 0-8 level scale.
         temperature: ``T`` of the relaxed matrix ``q = softmax((log p + Gumbel) / T)``.
-        lr: Learning rate of the policy's SGD optimizer. The gradient of an entry scales
-            like ``p_k ~ 1/n**2`` (about 5e-5 for 196 pairs), hence the large default.
+        optimizer: ``sgd`` (with ``momentum``/``nesterov``) or ``adam`` (normalised steps:
+            an entry moves by about ``lr`` per step whatever the scale of its gradient).
+        lr: Learning rate of the policy's optimizer. Under SGD the gradient of an entry
+            scales like ``p_k ~ 1/n**2`` (about 5e-5 for 196 pairs), hence a large value.
         momentum: SGD momentum.
         nesterov: Nesterov momentum (needs ``momentum > 0``).
         weight_decay: L2 decay of ``tau`` (pulls it towards the uniform policy).
         interpolation: Resampling of the geometric ops. ``nearest`` is PIL's default, so the
             geometric ops reproduce the authors' PIL ops pixel for pixel; ``bilinear`` is smoother.
+        strength_warmup: Fraction of the stage over which the policy's strength rises from
+            identity: levels are drawn from ``U(0, M * min(1, progress / strength_warmup))``.
+            0 disables the warm-up.
         metrics_top_k: Top entries logged by :meth:`LearnablePolicy.policy_step` every step.
         report_top_k: Top entries listed by :meth:`LearnablePolicy.report`.
 
@@ -64,11 +69,13 @@ class PolicyConfig(FixedOpsConfig):
     policy: Literal["pair", "single"] = "pair"
     magnitude_max: float = Field(op_levels.MAX_LEVEL, gt=0.0, le=op_levels.MAX_LEVEL)
     temperature: float = Field(0.5, gt=0.0)
+    optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.5, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
     weight_decay: float = Field(0.0, ge=0.0)
     interpolation: Literal["nearest", "bilinear"] = "nearest"
+    strength_warmup: float = Field(0.0, ge=0.0, le=1.0)
     metrics_top_k: int = Field(3, ge=0)
     report_top_k: int = Field(10, ge=1)
 
@@ -184,13 +191,18 @@ class LearnablePolicy(AugmentationPolicy):
         # A plain CPU tensor, not a buffer: sampling runs on CPU whatever device the module is on.
         self._signed_cpu = torch.tensor([name in op_levels.SIGNED_OPS for name in self.op_names])
         self.identity_index = self.op_names.index("Identity") if "Identity" in self.op_names else -1
-        self.optimizer = torch.optim.SGD(
-            [self.tau],
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.nesterov,
-            weight_decay=config.weight_decay,
-        )
+        self.optimizer: torch.optim.Optimizer
+        if config.optimizer == "adam":
+            self.optimizer = torch.optim.Adam([self.tau], lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(
+                [self.tau],
+                lr=config.lr,
+                momentum=config.momentum,
+                nesterov=config.nesterov,
+                weight_decay=config.weight_decay,
+            )
+        self.strength = 1.0 if config.strength_warmup == 0.0 else 0.0
 
     # ------------------------------------------------------------------ policy state
 
@@ -269,10 +281,15 @@ class LearnablePolicy(AugmentationPolicy):
         q = torch.softmax((log_p + gumbel) / self.config.temperature, 0)
         index = torch.multinomial(q, batch_size, replacement=True, generator=generator)
         ops = torch.stack([index // self.num_ops, index % self.num_ops], 1) if self.pair else index[:, None]
-        levels = torch.rand(ops.shape, generator=generator) * self.config.magnitude_max
+        levels = torch.rand(ops.shape, generator=generator) * (self.config.magnitude_max * self.strength)
         coin = torch.rand(ops.shape, generator=generator) < 0.5
         signs = torch.where(coin & self._signed_cpu[ops], -1.0, 1.0)
         return AugPlan(index=index, ops=ops, levels=levels, signs=signs, op_names=self.op_names)
+
+    def on_progress(self, fraction: float) -> None:
+        """Ramps the strength up over ``strength_warmup`` of the stage."""
+        warmup = self.config.strength_warmup
+        self.strength = 1.0 if warmup == 0.0 else min(1.0, fraction / warmup)
 
     @abstractmethod
     def apply_plan(self, images: torch.Tensor, plan: AugPlan) -> torch.Tensor:

@@ -53,13 +53,16 @@ class FixedHPOConfig(ComponentConfig):
         return self
 
 
-def scheduled_lr(config: FixedHPOConfig, step: int, total_steps: int) -> float:
+def scheduled_lr(config: FixedHPOConfig, step: int, total_steps: int, progress: float = 0.0) -> float:
     """The learning rate of weight step ``step`` (0-based) out of ``total_steps``.
 
     Args:
         config: The schedule.
         step: Steps taken so far.
-        total_steps: Planned steps; the cosine reaches ``lr_min`` there and stays.
+        total_steps: Planned steps; the cosine reaches ``lr_min`` there and stays. 0: no
+            step plan (a time budget), the cosine follows ``progress`` alone.
+        progress: The stage's progress in ``[0, 1]``; the cosine follows the larger of it
+            and ``step / total_steps``.
 
     Returns:
         The lr.
@@ -68,7 +71,8 @@ def scheduled_lr(config: FixedHPOConfig, step: int, total_steps: int) -> float:
         return config.lr
     if config.schedule == "step":
         return config.lr * config.step_gamma ** (step // config.step_every)
-    t = min(step, total_steps) / max(total_steps, 1)
+    t = min(step, total_steps) / total_steps if total_steps > 0 else 0.0
+    t = min(max(t, progress), 1.0)
     return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * t))
 
 
@@ -87,20 +91,26 @@ class FixedHyperOptimizer(WeightOwningHyperOptimizer):
         super().__init__(config)
         self.total_steps = 1
         self.steps = 0
+        self.progress = 0.0
 
     def attach(self, param_groups: Sequence[dict[str, Any]], total_steps: int) -> None:
         """Takes the weights; ``total_steps`` sets the length of the cosine schedule."""
         self._attach_weights(param_groups, self.config.wd)
-        self.total_steps = max(int(total_steps), 1)
+        self.total_steps = max(int(total_steps), 0)
         self.steps = 0
         self._set_lr()
 
     def _set_lr(self) -> float:
-        lr = scheduled_lr(self.config, self.steps, self.total_steps)
+        lr = scheduled_lr(self.config, self.steps, self.total_steps, self.progress)
         for g in self._groups:
             g["lr"] = lr
         return lr
 
+
+    def on_progress(self, fraction: float) -> None:
+        """The cosine follows a time budget's progress when it is ahead of the step plan."""
+        self.progress = float(fraction)
+        self._set_lr()
 
     @torch.no_grad()
     def step(self, hyper_grad: HyperGradFn | None = None) -> dict[str, float]:
@@ -127,13 +137,15 @@ class FixedHyperOptimizer(WeightOwningHyperOptimizer):
 
     def state_dict(self) -> dict[str, Any]:
         weights = self._require_attached()
-        return {"weights": weights.state_dict(), "steps": self.steps, "total_steps": self.total_steps}
+        return {"weights": weights.state_dict(), "steps": self.steps, "total_steps": self.total_steps,
+                "progress": self.progress}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         weights = self._require_attached()
         weights.load_state_dict(state["weights"], self._flat)
         self.steps = int(state["steps"])
         self.total_steps = int(state["total_steps"])
+        self.progress = float(state.get("progress", 0.0))
         self._set_lr()
 
     def report(self) -> dict[str, Any]:

@@ -70,8 +70,20 @@ class HypergradHPOConfig(ComponentConfig):
     )
     lr_hyper_lr: float = Field(1e-4, ge=0, description="Step size of the hyper-optimizer on the lr.")
     wd_hyper_lr: float = Field(1e-5, ge=0, description="Step size of the hyper-optimizer on the wd.")
+    hyper_optimizer: Literal["sgd", "adam"] = Field(
+        "sgd",
+        description="sgd: the step is step_size x hypergradient (scale-dependent). adam: Adam's normalised step, "
+        "so a consistent hypergradient moves the value by about step_size per step whatever its scale.",
+    )
     hyper_momentum: float = Field(0.0, ge=0, lt=1, description="Momentum of the hyper-optimizer (SGD).")
     hyper_nesterov: bool = Field(False, description="Nesterov momentum for the hyper-optimizer.")
+    hyper_betas: tuple[float, float] = Field((0.9, 0.999), description="Betas of the hyper-optimizer (adam).")
+    decay: Literal["none", "cosine"] = Field(
+        "none",
+        description="Budget-aware decay on top of the learned lr: the weight step uses learned_lr x factor(progress), "
+        "with a cosine factor from 1 to decay_final over the stage (steps or time budget).",
+    )
+    decay_final: float = Field(0.02, gt=0, le=1, description="Factor of the cosine decay at the end of the stage.")
     hyper_batch: Literal["held_out", "next_train"] = Field(
         "held_out",
         description="Where grad L_hyper comes from: a clean held-out batch (one extra forward/backward) "
@@ -138,11 +150,19 @@ class LearnedScalar:
         step_size: float,
         momentum: float,
         nesterov: bool,
+        optimizer: str = "sgd",
+        betas: tuple[float, float] = (0.9, 0.999),
     ) -> None:
         self.log_space = log_space
         self.step_size = step_size
         self.momentum = momentum
         self.nesterov = nesterov
+        self.optimizer = optimizer
+        self.betas = betas
+        # Adam's moments and step count (unused by sgd).
+        self.adam_m = 0.0
+        self.adam_v = 0.0
+        self.adam_t = 0
         to_raw = math.log if log_space else float
         self.low_raw, self.up_raw = to_raw(low), to_raw(up)
         start = to_raw(init) if init is not None else 0.5 * (self.low_raw + self.up_raw)
@@ -163,6 +183,15 @@ class LearnedScalar:
         """
         # Chain rule for the log parametrization: dL/dlog(x) = x * dL/dx.
         grad_raw = grad_value * self.value if self.log_space else grad_value
+        if self.optimizer == "adam":
+            b1, b2 = self.betas
+            self.adam_t += 1
+            self.adam_m = b1 * self.adam_m + (1 - b1) * grad_raw
+            self.adam_v = b2 * self.adam_v + (1 - b2) * grad_raw * grad_raw
+            m_hat = self.adam_m / (1 - b1**self.adam_t)
+            v_hat = self.adam_v / (1 - b2**self.adam_t)
+            self.raw.sub_(self.step_size * m_hat / (math.sqrt(v_hat) + 1e-12)).clamp_(self.low_raw, self.up_raw)
+            return
         grad = torch.tensor(grad_raw, dtype=torch.float64)
         (direction,) = sgd_direction(
             [self.raw], [grad], self.buffer, weight_decay=0.0, momentum=self.momentum, nesterov=self.nesterov
@@ -171,12 +200,17 @@ class LearnedScalar:
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"raw": self.raw.clone()}
+        if self.optimizer == "adam":
+            state["adam"] = [self.adam_m, self.adam_v, self.adam_t]
         if self.buffer[0] is not None:
             state["buffer"] = self.buffer[0].clone()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.raw = state["raw"].detach().to(torch.float64).clone()
+        if "adam" in state:
+            m, v, t = state["adam"]
+            self.adam_m, self.adam_v, self.adam_t = float(m), float(v), int(t)
         buffer = state.get("buffer")
         self.buffer = [None if buffer is None else buffer.detach().to(torch.float64).clone()]
 
@@ -188,6 +222,7 @@ class _Pending:
     indices: list[int]
     directions: list[Tensor]
     lr: float
+    factor: float = 1.0
 
 
 def _concat(tensors: Sequence[Tensor]) -> Tensor:
@@ -246,13 +281,15 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
         self.steps = 0
         self.hyper_steps = 0
         self.skipped = 0
+        self.factor = 1.0
 
     # ------------------------------------------------------------------ setup
     def attach(self, param_groups: Sequence[dict[str, Any]], total_steps: int) -> None:
         """Takes the weights and creates the learned (lr, wd) pairs; ``total_steps`` is unused."""
         c = self.config
         self._attach_weights(param_groups, 0.0)
-        hyper = {"log_space": c.log_space, "momentum": c.hyper_momentum, "nesterov": c.hyper_nesterov}
+        hyper = {"log_space": c.log_space, "momentum": c.hyper_momentum, "nesterov": c.hyper_nesterov,
+                 "optimizer": c.hyper_optimizer, "betas": c.hyper_betas}
         n_pairs = len(self._groups) if c.per_group else 1
         self._pair_of = list(range(n_pairs)) if c.per_group else [0] * len(self._groups)
         self._lrs = [
@@ -272,9 +309,17 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
     def _sync_groups(self) -> None:
         """Mirrors the current values into ``group["lr"]`` / ``group["weight_decay"]``."""
         for g, k in zip(self._groups, self._pair_of, strict=True):
-            g["lr"] = self._lrs[k].value
+            g["lr"] = self._lrs[k].value * self.factor
             wd = self._wds[k]
             g["weight_decay"] = wd.value if g["decay"] and wd is not None else 0.0
+
+    def on_progress(self, fraction: float) -> None:
+        """Sets the budget-aware decay factor (``decay="cosine"``) for the next weight step."""
+        c = self.config
+        if c.decay == "none":
+            return
+        self.factor = c.decay_final + 0.5 * (1.0 - c.decay_final) * (1.0 + math.cos(math.pi * min(max(fraction, 0.0), 1.0)))
+        self._sync_groups()
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
@@ -314,7 +359,7 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
                 # Without momentum and decay the direction *is* p.grad, which the caller
                 # may zero in place before the next step: keep a copy.
                 directions = [d.clone() if d is p.grad else d for d, p in zip(directions, params, strict=True)]
-            pending.append(_Pending(idx, directions, group["lr"]))
+            pending.append(_Pending(idx, directions, group["lr"], self.factor))
 
         if self.hyper_batch == "held_out":
             assert hyper_grad is not None
@@ -375,7 +420,8 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
         dlr_group, dwd_group = [], []
         for g, rec, (hd, h_theta_new) in zip(self._groups, pending, zip(values[0::2], values[1::2]), strict=True):
             h_theta = h_theta_new + rec.lr * hd  # <h, theta> from theta = theta' + lr * d
-            dlr_group.append(-hd)
+            # The step used lr = learned * factor: dL/dlearned = factor * dL/dlr.
+            dlr_group.append(-hd * rec.factor)
             dwd_group.append(-rec.lr * wd_factor * h_theta if g["decay"] else 0.0)
         n_pairs = len(self._lrs)
         dlr = [0.0] * n_pairs
@@ -408,6 +454,7 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
         dlr, dwd = grads if grads is not None else ([0.0] * n_pairs, [0.0] * n_pairs)
         metrics = {
             "lr": float(used[main][0]),
+            "lr_learned": float(self._lrs[self._pair_of[main]].value),
             "wd": float(used[main][1]),
             "hypergrad_lr": float(dlr[self._pair_of[main]]),
             "hypergrad_wd": float(dwd[self._pair_of[main]]),
@@ -439,13 +486,15 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
         pending = None
         if self._pending is not None:
             pending = [
-                {"indices": list(r.indices), "directions": list(r.directions), "lr": r.lr} for r in self._pending
+                {"indices": list(r.indices), "directions": list(r.directions), "lr": r.lr, "factor": r.factor}
+                for r in self._pending
             ]
         return {
             "weights": weights.state_dict(),
             "lrs": [x.state_dict() for x in self._lrs],
             "wds": [None if x is None else x.state_dict() for x in self._wds],
             "pending": pending,
+            "factor": self.factor,
             "steps": self.steps,
             "hyper_steps": self.hyper_steps,
             "skipped": self.skipped,
@@ -475,12 +524,14 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
                     [int(i) for i in r["indices"]],
                     [d.to(self._flat[int(i)]) for i, d in zip(r["indices"], r["directions"], strict=True)],
                     float(r["lr"]),
+                    float(r.get("factor", 1.0)),
                 )
                 for r in state["pending"]
             ]
         self.steps = int(state["steps"])
         self.hyper_steps = int(state["hyper_steps"])
         self.skipped = int(state["skipped"])
+        self.factor = float(state.get("factor", 1.0))
         self._sync_groups()
 
     def report(self) -> dict[str, Any]:
@@ -488,6 +539,8 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
         self._require_attached()
         return {
             "final": self.hyperparameters(),
+            "learned_lr": [x.value for x in self._lrs],
+            "decay": self.config.decay,
             "per_group": {g["name"]: {"lr": float(g["lr"]), "wd": float(g["weight_decay"])} for g in self._groups},
             "hyper_batch": self.hyper_batch,
             "steps": self.steps,

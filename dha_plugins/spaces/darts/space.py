@@ -13,7 +13,7 @@ from dha_core.types import ChoiceGroup, Selection
 from dha_plugins.spaces.common import CandidateRef, fold_scale_into, last_affine_bn, measure_candidate_costs
 from dha_plugins.spaces.darts.child import DartsChild, NodePick, op_key
 from dha_plugins.spaces.darts.config import DartsSpaceConfig
-from dha_plugins.spaces.darts.genotype import CELL_TYPES, genotype_to_selection, selection_to_genotype
+from dha_plugins.spaces.darts.genotype import CELL_TYPES, DARTS_V2, genotype_to_selection, selection_to_genotype
 from dha_plugins.spaces.darts.supernet import DartsSupernet
 
 __all__ = ["DartsSpace", "INPUT_NAMES"]
@@ -148,6 +148,10 @@ class DartsSpace(SearchSpace):
     def selection_from_genotype(self, genotype: dict[str, Any]) -> Selection:
         """Reads a DARTS genotype (weights of 1)."""
         return genotype_to_selection(self._groups, genotype)
+
+    def named_genotypes(self) -> dict[str, dict[str, Any]]:
+        """``DARTS_V2``, the published second-order DARTS cell."""
+        return {"DARTS_V2": DARTS_V2}
 
     def candidate_costs(self, metric: str = "params") -> dict[str, torch.Tensor]:
         """Per-candidate cost, summed over every cell that shares the group.
