@@ -1,23 +1,25 @@
-"""DHA vs Sequential DHA vs ISTA one-stage vs DARTS under the same wall-clock budget (CPU).
+"""DHA vs Sequential DHA vs ISTA one-stage vs DARTS vs a fixed DARTS_V2 cell, at one budget (CPU).
 
 Data: from ``../shared/data/cifar10-jpeg.tar.gz``, the first 1,000 training images of
 each class (10,000; 10% of them held out as the val split) and the full 10,000-image
 test split are extracted to a temporary folder (or pass ``--data-root``) and read through
 ``dataset=imagefolder``.
 
-Methods (same small DARTS supernet, same budget ``B`` of search+training wall time each):
+Every run gets the same budget ``B`` of *training* seconds (``train.time_budget_s``;
+validation and the final test are timed separately), on all cores unless ``--threads``
+says otherwise. Every schedule follows the spent fraction of the budget, so no run is
+rounded to whole epochs:
 
-* ``dha``: ``relax=ista`` + ``aug=kornia`` + ``hpo=hypergrad`` (held_out), one stage of ``B``;
-  the derived child is evaluated as is.
-* ``sequential_dha``: ``ista`` + ``standard`` + ``fixed`` for ``B/2``, then the derived
-  architecture retrained from scratch with ``kornia`` + ``hypergrad`` for ``B/2``.
-* ``ista_one_stage``: ``ista`` + ``standard`` + ``fixed`` for ``B``.
+* ``dha``: ``relax=ista`` + ``aug=kornia`` + ``hpo=hypergrad``, one stage of ``B``; the
+  architecture is fixed at ``train.search_fraction`` of it and the rest trains that child;
+  the derived child is evaluated as is (no retraining).
+* ``sequential_dha``: ``ista`` + ``standard`` + ``fixed`` searching for ``B/2``, then the
+  derived architecture retrained from scratch with ``kornia`` + ``hypergrad`` for ``B/2``.
+* ``ista_one_stage``: ``ista`` + ``standard`` + ``fixed`` for ``B`` (one stage, as DHA).
 * ``darts``: ``softmax`` second order + ``standard`` + ``fixed`` for ``B/2``, then retrain
   with ``standard`` + ``fixed`` for ``B/2``.
-
-Fixed schedules (cosine) need an epoch count: each stage's epochs are calibrated from a
-few timed steps so that the schedule ends near the budget; ``train.time_budget_s`` (and
-``retrain.time_budget_s``) stop a stage hard at its budget either way.
+* ``fixed_darts_v2``: the published DARTS_V2 cell (``relax=fixed``, C=16, 8 cells) trained
+  for ``B`` with ``standard`` augmentation and cosine SGD: what a user gets without search.
 
 Usage::
 
@@ -29,12 +31,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,68 +53,46 @@ from common import emit  # noqa: E402
 SHARED_TAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 MARKERS = ("<!-- bench_search:start -->", "<!-- bench_search:end -->")
-METHODS = ("dha", "sequential_dha", "ista_one_stage", "darts")
+METHODS = ("dha", "sequential_dha", "ista_one_stage", "darts", "fixed_darts_v2")
+BASELINES = ("sequential_dha", "ista_one_stage", "darts")
 OPS7 = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3",
         "dil_conv_5x5"]
 
 
 def method_config(method: str, args: argparse.Namespace, data_root: Path, seed: int, out: Path) -> dict[str, Any]:
-    space = {"name": "darts", "C": args.C, "layers": args.layers, "nodes": 4,
+    """The run config of one method; every run has the same training budget."""
+    C, layers = (args.fixed_C, args.fixed_layers) if method == "fixed_darts_v2" else (args.C, args.layers)
+    space = {"name": "darts", "C": C, "layers": layers, "nodes": 4,
              "ops": (["none", *OPS7] if method == "darts" else OPS7)}
-    standard, fixed = {"name": "standard"}, {"name": "fixed", "lr": 0.025, "lr_min": 0.001, "wd": 3e-4}
-    kornia, hypergrad = {"name": "kornia"}, {"name": "hypergrad", "hyper_batch": "held_out"}
+    standard, fixed = {"name": "standard"}, {"name": "fixed", "lr": 0.05, "lr_min": 0.0, "wd": 3e-4}
+    kornia, hypergrad = {"name": "kornia"}, {"name": "hypergrad"}
     raw: dict[str, Any] = {
         "space": space,
         "data": {"name": "imagefolder", "root": str(data_root), "image_size": 32, "val_fraction": 0.1, "split_seed": 0,
                  "mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616]},
-        "train": {"epochs": 1, "batch_size": args.batch, "device": "cpu", "seed": seed, "progress": False,
-                  "checkpoint_every": 10_000, "time_budget_s": args.budget},
+        "train": {"batch_size": args.batch, "device": "cpu", "seed": seed, "progress": False,
+                  "checkpoint_every": 10_000, "time_budget_s": args.budget, "eval_every": 1000},
         "output": {"dir": str(out), "plots": False},
     }
+    half = args.budget / 2
     if method == "dha":
         raw.update(relax={"name": "ista"}, aug=kornia, hpo=hypergrad)
     elif method == "ista_one_stage":
         raw.update(relax={"name": "ista"}, aug=standard, hpo=fixed)
     elif method == "sequential_dha":
         raw.update(relax={"name": "ista"}, aug=standard, hpo=fixed,
-                   retrain={"epochs": 1, "aug": kornia, "hpo": hypergrad, "time_budget_s": args.budget / 2})
-        raw["train"]["time_budget_s"] = args.budget / 2
+                   retrain={"aug": kornia, "hpo": hypergrad, "time_budget_s": half})
+        raw["train"]["time_budget_s"] = half
     elif method == "darts":
         raw.update(relax={"name": "softmax", "order": "second"}, aug=standard, hpo=fixed,
-                   retrain={"epochs": 1, "aug": standard, "hpo": fixed, "time_budget_s": args.budget / 2})
-        raw["train"]["time_budget_s"] = args.budget / 2
+                   retrain={"aug": standard, "hpo": fixed, "time_budget_s": half})
+        raw["train"]["time_budget_s"] = half
         raw["data"]["val_fraction"] = 0.5  # DARTS splits train in halves for the bilevel problem
+    elif method == "fixed_darts_v2":
+        raw.update(relax={"name": "fixed", "genotype": "DARTS_V2"}, aug=standard, hpo=fixed)
+    else:
+        raise ValueError(f"unknown method {method!r}")
     return raw
-
-
-def seconds_per_step(raw: dict[str, Any], steps: int = 2) -> tuple[float, int]:
-    """Times a few search-stage steps; returns (seconds per step, steps per epoch)."""
-    searcher = Searcher(resolve_config(raw))
-    searcher.prepare()
-    stage = searcher.search_stage()
-    stage.step_fn(stage.train_stream.next(), 0)  # warm-up
-    start = time.perf_counter()
-    for i in range(steps):
-        stage.step_fn(stage.train_stream.next(), i + 1)
-    return (time.perf_counter() - start) / steps, stage.steps_per_epoch
-
-
-def calibrate(method: str, raw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Sets epochs so that each stage's cosine schedule ends near its budget."""
-    if args.quick:  # one epoch per stage; the hard time budget still applies
-        return {"seconds_per_search_step": None, "steps_per_epoch": None}
-    sec, per_epoch = seconds_per_step(raw)
-    search_budget = raw["train"]["time_budget_s"]
-    raw["train"]["epochs"] = max(1, math.floor(search_budget / (sec * per_epoch)))
-    if "retrain" in raw:
-        # A derived child costs about what the sparse ISTA supernet costs per step.
-        child_raw = json.loads(json.dumps(raw))
-        child_raw.pop("retrain")
-        child_raw["relax"], child_raw["aug"], child_raw["hpo"] = {"name": "ista"}, raw["retrain"]["aug"], {
-            "name": "fixed"}
-        child_sec, _ = seconds_per_step(child_raw)
-        raw["retrain"]["epochs"] = max(1, math.floor(raw["retrain"]["time_budget_s"] / (child_sec * per_epoch)))
-    return {"seconds_per_search_step": sec, "steps_per_epoch": per_epoch}
 
 
 def extract(tar: Path, dest: Path, train_per_class: int, test_per_class: int | None) -> Path:
@@ -135,7 +115,8 @@ def extract(tar: Path, dest: Path, train_per_class: int, test_per_class: int | N
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="dha-bench-search-") as tmp:
         data_root = args.data_root or extract(
             args.tar, Path(tmp) / "data", args.train_subset // 10,
@@ -144,27 +125,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for seed in range(args.seeds):
             for method in args.methods:
                 raw = method_config(method, args, data_root, seed, Path(tmp) / "runs")
-                calib = calibrate(method, raw, args)
                 raw["output"]["name"] = f"{method}-seed{seed}"
                 summary = Searcher(resolve_config(raw)).fit().summary
-                row = summary_row(method, seed, summary, raw, calib)
+                row = summary_row(method, seed, summary, raw)
                 rows.append(row)
                 print(f"{method} seed {seed}: test acc {100 * row['test_acc']:.2f}%, steps {row['steps']}, "
-                      f"wall {row['wall_s']:.0f}s", flush=True)
+                      f"train {row['train_s']:.0f}s of {args.budget:.0f}s", flush=True)
     return aggregate(rows, args)
 
 
-def summary_row(method: str, seed: int, summary: dict[str, Any], raw: dict[str, Any],
-                calib: dict[str, Any]) -> dict[str, Any]:
+def summary_row(method: str, seed: int, summary: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
     """One table row from a run's summary."""
+    budget = raw["train"]["time_budget_s"] + ((raw.get("retrain") or {}).get("time_budget_s") or 0.0)
+    train_s = sum(summary.get("stage_train_s", {}).values())
+    policy = summary.get("policy", {})
     return {
         "method": method, "seed": seed, "test_acc": summary["test_acc"], "val_acc": summary["val_acc"],
         "params": summary["params"], "flops": summary["flops"], "wall_s": summary["wall_s"],
-        "stage_wall_s": summary["stage_wall_s"], "steps": summary["steps"],
+        "stage_wall_s": summary["stage_wall_s"], "stage_train_s": summary.get("stage_train_s", {}),
+        "train_s": train_s, "budget_s": budget, "budget_used": train_s / budget if budget else math.nan,
+        "steps": summary["steps"],
         "final_lr": summary.get("retrain_final", {}).get("lr", summary["final_lr"]),
         "final_wd": summary.get("retrain_final", {}).get("wd", summary["final_wd"]),
-        "epochs": raw["train"]["epochs"], "retrain_epochs": (raw.get("retrain") or {}).get("epochs"),
-        "genotype": summary["genotype"], **calib,
+        "learned_lr": (summary.get("hpo") or {}).get("learned_lr"),
+        "policy_entropy": policy.get("entropy"), "policy_max_entropy": policy.get("max_entropy"),
+        "policy_top": [t["ops"] for t in policy.get("top", [])[:3]],
+        "arch_changed_groups": (summary.get("arch") or {}).get("changed_groups"),
+        "arch_finalized": (summary.get("arch") or {}).get("finalized"),
+        "genotype": summary["genotype"],
     }
 
 
@@ -178,7 +166,7 @@ def rows_from_runs(folder: Path) -> list[dict[str, Any]]:
         method, _, seed = summary_path.parent.name.rpartition("-seed")
         raw = yaml.safe_load((summary_path.parent / "config.yaml").read_text())
         summary = json.loads(summary_path.read_text())
-        rows.append(summary_row(method, int(seed), summary, raw, {}))
+        rows.append(summary_row(method, int(seed), summary, raw))
     return rows
 
 
@@ -191,26 +179,43 @@ def aggregate(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
     for method in args.methods:
         mine = [r for r in rows if r["method"] == method]
         acc_m, acc_s = _ms([r["test_acc"] for r in mine])
+        entropies = [r["policy_entropy"] for r in mine if r.get("policy_entropy") is not None]
         table[method] = {
             "test_acc_mean": acc_m, "test_acc_std": acc_s, "wall_s_mean": _ms([r["wall_s"] for r in mine])[0],
+            "train_s_mean": _ms([r["train_s"] for r in mine])[0],
+            "budget_used_min": min(r["budget_used"] for r in mine),
             "params_mean": _ms([float(r["params"]) for r in mine])[0],
             "final_lr_mean": _ms([float(r["final_lr"]) for r in mine if r["final_lr"] is not None] or [math.nan])[0],
             "final_wd_mean": _ms([float(r["final_wd"]) for r in mine if r["final_wd"] is not None] or [math.nan])[0],
             "steps_mean": _ms([float(r["steps"]) for r in mine])[0], "seeds": len(mine),
+            "policy_entropy_mean": _ms(entropies)[0] if entropies else None,
+            "arch_changed_mean": _ms([float(r["arch_changed_groups"]) for r in mine
+                                      if r.get("arch_changed_groups") is not None] or [math.nan])[0],
         }
-    dha = table.get("dha", {}).get("test_acc_mean")
-    ratios = {f"dha_vs_{m}_acc": dha / table[m]["test_acc_mean"] for m in args.methods
-              if m != "dha" and dha is not None and table[m]["test_acc_mean"] > 0}
+    ratios: dict[str, float] = {}
+    if "dha" in table:
+        dha = table["dha"]["test_acc_mean"]
+        ratios["dha_acc"] = dha
+        baselines = [table[m]["test_acc_mean"] for m in BASELINES if m in table]
+        if baselines:
+            ratios["dha_minus_best_baseline"] = dha - max(baselines)
+        if "fixed_darts_v2" in table and table["fixed_darts_v2"]["test_acc_mean"] > 0:
+            ratios["dha_vs_fixed_darts_v2"] = dha / table["fixed_darts_v2"]["test_acc_mean"]
+    ratios["budget_used_min"] = min(r["budget_used"] for r in rows)
     order = sorted(args.methods, key=lambda m: -table[m]["test_acc_mean"])
+    paper = [m for m in ("dha", "sequential_dha", "ista_one_stage", "darts") if m in args.methods]
     return {
         "benchmark": "bench_search",
+        "goals": {"dha_acc": ">= 0.60", "dha_minus_best_baseline": ">= 0", "dha_vs_fixed_darts_v2": ">= 0.9",
+                  "budget_used_min": ">= 0.95"},
         "settings": {"budget_s": args.budget, "seeds": args.seeds, "C": args.C, "layers": args.layers,
+                     "fixed_C": args.fixed_C, "fixed_layers": args.fixed_layers,
                      "batch": args.batch, "train_subset": args.train_subset, "test_subset": args.test_subset,
-                     "threads": args.threads, "quick": args.quick},
-        "machine": {"platform": platform.platform(), "torch": torch.__version__},
+                     "threads": torch.get_num_threads(), "quick": args.quick},
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpus": os.cpu_count()},
         "table": table, "ratios": ratios, "observed_order": order,
-        "paper_order": ["dha", "sequential_dha", "ista_one_stage", "darts"],
-        "paper_order_reproduced": order == ["dha", "sequential_dha", "ista_one_stage", "darts"],
+        "paper_order": paper,
+        "paper_order_reproduced": [m for m in order if m in paper] == paper,
         "runs": rows,
     }
 
@@ -218,18 +223,25 @@ def aggregate(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
 def markdown(result: dict[str, Any]) -> str:
     s = result["settings"]
     lines = [
-        f"Budget {s['budget_s']:.0f}s of search+training wall time per run, {s['seeds']} seed(s), CPU "
-        f"({s['threads']} thread(s)); DARTS supernet C={s['C']}, {s['layers']} cells, batch {s['batch']}; "
-        f"{s['train_subset']} training images (10% as val), {s['test_subset'] or 10000} test images.",
+        f"Budget {s['budget_s']:.0f}s of training per run (validation and test excluded), {s['seeds']} seed(s), "
+        f"CPU ({s['threads']} thread(s)); searched DARTS networks C={s['C']}, {s['layers']} cells; DARTS_V2 row "
+        f"C={s['fixed_C']}, {s['fixed_layers']} cells; batch {s['batch']}; {s['train_subset']} training images "
+        f"(10% as val), {s['test_subset'] or 10000} test images.",
         "",
-        "| method | test acc (%) | params | steps | wall (s) | final lr | final wd |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| method | test acc (%) | params | steps | budget used | final lr | final wd | policy entropy | "
+        "groups changed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for method, row in result["table"].items():
+        entropy = "-" if row["policy_entropy_mean"] is None else f"{row['policy_entropy_mean']:.2f}"
+        changed = "-" if math.isnan(row["arch_changed_mean"]) else f"{row['arch_changed_mean']:.1f}"
         lines.append(f"| {method} | {100 * row['test_acc_mean']:.2f} ± {100 * row['test_acc_std']:.2f} | "
-                     f"{row['params_mean']:,.0f} | {row['steps_mean']:.0f} | {row['wall_s_mean']:.0f} | "
-                     f"{row['final_lr_mean']:.4g} | {row['final_wd_mean']:.3g} |")
-    lines += ["", f"Observed order: {' > '.join(result['observed_order'])}; paper order "
+                     f"{row['params_mean']:,.0f} | {row['steps_mean']:.0f} | {100 * row['budget_used_min']:.0f}% | "
+                     f"{row['final_lr_mean']:.4g} | {row['final_wd_mean']:.3g} | {entropy} | {changed} |")
+    r = result["ratios"]
+    lines += ["", "Ratios: " + ", ".join(f"`{k}` = {v:.3f}" for k, v in r.items())
+              + f" (goals: {', '.join(f'{k} {v}' for k, v in result['goals'].items())}).",
+              f"Observed order: {' > '.join(result['observed_order'])}; paper order "
               f"{'reproduced' if result['paper_order_reproduced'] else 'not reproduced'}."]
     return "\n".join(lines)
 
@@ -244,7 +256,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     means = [100 * result["table"][m]["test_acc_mean"] for m in methods]
     stds = [100 * result["table"][m]["test_acc_std"] for m in methods]
     fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
-    ax.bar(methods, means, yerr=stds, capsize=4, color=["tab:green", "tab:blue", "tab:orange", "tab:gray"][:len(methods)])
+    colors = ["tab:green", "tab:blue", "tab:orange", "tab:gray", "tab:purple"][:len(methods)]
+    ax.bar(methods, means, yerr=stds, capsize=4, color=colors)
+    ax.tick_params(axis="x", labelrotation=20)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"same budget: {result['settings']['budget_s']:.0f}s per run (CPU)")
     fig.savefig(path, dpi=100)
@@ -261,25 +275,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=None, help="an already extracted ImageFolder root")
     parser.add_argument("--from-runs", type=Path, default=None,
                         help="tabulate finished run directories (<method>-seed<k>) instead of running")
-    parser.add_argument("--budget", type=float, default=None, help="seconds per run (default 480; 5 with --quick)")
+    parser.add_argument("--budget", type=float, default=None, help="training seconds per run (default 480; 4 with --quick)")
     parser.add_argument("--seeds", type=int, default=None, help="default 2; 1 with --quick")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--C", type=int, default=None, help="supernet width (default 8; 4 with --quick)")
-    parser.add_argument("--layers", type=int, default=5)
+    parser.add_argument("--C", type=int, default=None, help="searched supernets' width (default 16; 4 with --quick)")
+    parser.add_argument("--layers", type=int, default=None, help="searched supernets' cells (default 8; 3 with --quick)")
+    parser.add_argument("--fixed-C", type=int, default=None, help="DARTS_V2 row width (default 16; 4 with --quick)")
+    parser.add_argument("--fixed-layers", type=int, default=None, help="DARTS_V2 row cells (default 8; 3 with --quick)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--train-subset", type=int, default=None, help="default 10000; 500 with --quick")
     parser.add_argument("--test-subset", type=int, default=None, help="default: all 10000; 200 with --quick")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="default: torch's choice (all cores)")
     args = parser.parse_args(argv)
     if args.data_root is None and args.from_runs is None and not args.tar.is_file():
         parser.error(f"data not found: {args.tar} (pass --tar or --data-root)")
-    args.budget = args.budget or (5.0 if args.quick else 480.0)
+    args.budget = args.budget or (4.0 if args.quick else 480.0)
     args.seeds = args.seeds or (1 if args.quick else 2)
-    args.C = args.C or (4 if args.quick else 8)
+    args.C = args.C or (4 if args.quick else 16)
+    args.layers = args.layers or (3 if args.quick else 8)
+    args.fixed_C = args.fixed_C or (4 if args.quick else 16)
+    args.fixed_layers = args.fixed_layers or (3 if args.quick else 8)
     args.train_subset = args.train_subset or (500 if args.quick else 10_000)
     args.test_subset = args.test_subset or (200 if args.quick else None)
     if args.quick:
-        args.layers = min(args.layers, 3)
         args.batch = min(args.batch, 16)
     if args.from_runs is not None:
         rows = rows_from_runs(args.from_runs)

@@ -31,7 +31,7 @@ def write_plots(folder: Path, metrics: MetricsLog, reports: dict[str, Any], spac
         (plot_policy_heatmaps, (history.get("policy_start", {}), reports.get("policy", {}))),
         (plot_hyperparameters, (metrics,)),
         (plot_curves, (metrics,)),
-        (plot_selection, (space, history.get("selection", []))),
+        (plot_selection, (space, history.get("selection", []), history.get("initial_selection"))),
         (plot_cells, (space, selection)),
     ):
         try:
@@ -103,11 +103,19 @@ def plot_curves(folder: Path, metrics: MetricsLog) -> list[Path]:
     return [path]
 
 
-def plot_selection(folder: Path, space: SearchSpace, history: list[dict[str, Any]]) -> list[Path]:
-    """Selected op per (group, kept slot) over epochs."""
+def plot_selection(folder: Path, space: SearchSpace, history: list[dict[str, Any]],
+                   initial: dict[str, Any] | None = None) -> list[Path]:
+    """Selected op per (group, kept slot) over epochs, from the initial selection on; the
+    title counts the groups whose selection differs at the end from the start."""
     groups = space.choice_groups()
     if not groups or not history:
         return []
+    changed = None
+    if initial is not None:
+        history = [{"epoch": "start", "selection": initial}, *history]
+        last = history[-1]["selection"]
+        changed = sum(sorted((p[0], p[1]) for p in initial.get(g.name, []))
+                      != sorted((p[0], p[1]) for p in last.get(g.name, [])) for g in groups)
     rows: list[str] = []
     for g in groups:
         rows.extend(f"{g.name}[{k}]" for k in range(g.keep))
@@ -127,7 +135,10 @@ def plot_selection(folder: Path, space: SearchSpace, history: list[dict[str, Any
     ax.set_yticks(range(len(rows)), rows, fontsize=6)
     ax.set_xticks(range(len(history)), [str(h["epoch"]) for h in history], fontsize=7)
     ax.set_xlabel("epoch")
-    ax.set_title("selected op per choice point")
+    title = "selected op per choice point"
+    if changed is not None:
+        title += f" ({changed} of {len(groups)} groups changed since the start)"
+    ax.set_title(title, fontsize=9)
     cbar = fig.colorbar(im, ax=ax, ticks=range(min(len(ops), 10)))
     cbar.ax.set_yticklabels(ops[:10], fontsize=7)
     path = folder / "selection.png"

@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -65,17 +67,26 @@ def pixel_affine_grid(matrices: torch.Tensor, size: tuple[int, int]) -> torch.Te
     return grid.permute(0, 2, 3, 1)
 
 
-def warp_affine_pixels(images: torch.Tensor, matrices: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Warps each image by its own source-to-destination pixel matrix; zeros outside.
+def warp_affine_pixels(images: torch.Tensor, matrices: torch.Tensor, mode: str = "bilinear",
+                       fill: Sequence[float] | None = None) -> torch.Tensor:
+    """Warps each image by its own source-to-destination pixel matrix.
 
     Args:
         images: ``(N, C, H, W)`` float batch.
         matrices: ``(N, 2, 3)`` matrices (any device; moved next to the images).
         mode: ``"bilinear"`` or ``"nearest"``.
+        fill: Per-channel value shown where the source lies outside the image (PIL's
+            ``fillcolor``); ``None`` fills zeros. Border pixels blend with it as sampled.
 
     Returns:
         The warped ``(N, C, H, W)`` batch.
     """
     matrices = matrices.to(device=images.device, dtype=images.dtype, non_blocking=True)
     grid = pixel_affine_grid(matrices, (int(images.shape[-2]), int(images.shape[-1])))
-    return F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=True)
+    if fill is None:
+        return F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=True)
+    # Warp a ones channel along: where it comes back below 1 the source was (partly) outside.
+    ones = images.new_ones(images.shape[0], 1, *images.shape[-2:])
+    warped = F.grid_sample(torch.cat([images, ones], 1), grid, mode=mode, padding_mode="zeros", align_corners=True)
+    value = torch.as_tensor(list(fill), dtype=images.dtype).to(images.device, non_blocking=True).view(1, -1, 1, 1)
+    return warped[:, :-1] + (1.0 - warped[:, -1:]) * value

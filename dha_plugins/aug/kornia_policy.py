@@ -102,10 +102,12 @@ class KorniaPolicy(LearnablePolicy):
                         fused_start = start
                     matrices.append(AFFINE_MATRICES[name](levels[start:stop], signs[start:stop], size))
                 else:
-                    pieces.append(KORNIA_OPS[name](current[start:stop], levels[start:stop], signs[start:stop], mode))
+                    args = (current[start:stop], levels[start:stop], signs[start:stop], mode)
+                    pieces.append(KORNIA_OPS[name](*args, fill=self.fill) if name in AFFINE_MATRICES
+                                  else KORNIA_OPS[name](*args))
                 start = stop
             if matrices:  # geometric ranks come last, so the fused slice is the tail
-                pieces.append(warp_affine_pixels(current[fused_start:], torch.cat(matrices), mode))
+                pieces.append(warp_affine_pixels(current[fused_start:], torch.cat(matrices), mode, self.fill))
             out = torch.cat(pieces) if len(pieces) > 1 else pieces[0].contiguous()
         if samples is None:
             return images

@@ -32,6 +32,8 @@ __all__ = [
     "DEFAULT_OPS",
     "SIGNED_OPS",
     "GEOMETRIC_OPS",
+    "IDENTITY_LEVEL",
+    "UNSCALED_OPS",
     "rotate_degrees",
     "posterize_bits",
     "solarize_threshold",
@@ -70,6 +72,26 @@ SIGNED_OPS: frozenset[str] = frozenset({"Rotate", "ShearX", "ShearY", "Translate
 
 GEOMETRIC_OPS: frozenset[str] = frozenset({"Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"})
 """Ops that resample pixels (compared across backends by mean absolute error, not exactly)."""
+
+IDENTITY_LEVEL: dict[str, float] = {
+    "Rotate": 0.0,
+    "ShearX": 0.0,
+    "ShearY": 0.0,
+    "TranslateX": 0.0,
+    "TranslateY": 0.0,
+    "Color": 4.0,  # factor 1.0
+    "Contrast": 4.0,
+    "Brightness": 4.0,
+    "Sharpness": 4.0,
+    "Solarize": MAX_LEVEL,  # threshold 256: nothing is inverted
+    "Posterize": 7.0 * MAX_LEVEL / 3.0,  # 8 bits kept (beyond the sampled range, where the op is harshest)
+}
+"""The level at which each op with a magnitude leaves the image unchanged. Level 0 is the
+identity only for the geometric ops: Posterize keeps 1 bit, Solarize inverts everything and
+the enhance ops blend at 0.1 there, so "weaker" means "closer to these levels", not "lower"."""
+
+UNSCALED_OPS: frozenset[str] = frozenset({"AutoContrast", "Equalize", "Invert"})
+"""Ops without a magnitude: a strength below 1 applies them with that probability."""
 
 T = TypeVar("T", float, torch.Tensor)
 

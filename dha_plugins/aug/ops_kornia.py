@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from kornia import enhance
@@ -376,9 +376,10 @@ def _warp_op(name: str, matrices: AffineMatrices, summary: str) -> KorniaOp:
         The op, with the signature of :data:`KorniaOp` and ``mode="bilinear"`` by default.
     """
 
-    def op(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    def op(images: torch.Tensor, level: torch.Tensor, sign: torch.Tensor, mode: str = "bilinear",
+           fill: Sequence[float] | None = None) -> torch.Tensor:
         # The matrices are built on CPU, where the levels are sampled; the warp moves them over.
-        return warp_affine_pixels(images, matrices(level.cpu(), sign.cpu(), _size(images)), mode)
+        return warp_affine_pixels(images, matrices(level.cpu(), sign.cpu(), _size(images)), mode, fill)
 
     op.__name__ = op.__qualname__ = name
     op.__doc__ = _WARP_OP_DOC.format(summary=summary)

@@ -51,8 +51,9 @@ def _invert(image: torch.Tensor, level: float, sign: float, interpolation: Inter
     return TF.invert(image)
 
 
-def _rotate(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode) -> torch.Tensor:
-    return TF.rotate(image, sign * L.rotate_degrees(level), interpolation=interpolation)
+def _rotate(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode,
+            fill: list[float] | None = None) -> torch.Tensor:
+    return TF.rotate(image, sign * L.rotate_degrees(level), interpolation=interpolation, fill=fill)
 
 
 def _posterize(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode) -> torch.Tensor:
@@ -86,7 +87,8 @@ def _sharpness(image: torch.Tensor, level: float, sign: float, interpolation: In
     return TF.adjust_sharpness(image, L.enhance_factor(level))
 
 
-def _shear(image: torch.Tensor, shear: float, horizontal: bool, interpolation: InterpolationMode) -> torch.Tensor:
+def _shear(image: torch.Tensor, shear: float, horizontal: bool, interpolation: InterpolationMode,
+           fill: list[float] | None = None) -> torch.Tensor:
     # PIL's AFFINE (1, v, 0, 0, 1, 0) is a shear of atan(v) about the top-left corner, which is
     # torchvision's center=[0, 0] (the same convention as torchvision's own AutoAugment).
     angle = math.degrees(math.atan(shear))
@@ -98,18 +100,22 @@ def _shear(image: torch.Tensor, shear: float, horizontal: bool, interpolation: I
         shear=[angle, 0.0] if horizontal else [0.0, angle],
         interpolation=interpolation,
         center=[0, 0],
+        fill=fill,
     )
 
 
-def _shear_x(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode) -> torch.Tensor:
-    return _shear(image, sign * L.shear_factor(level), True, interpolation)
+def _shear_x(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode,
+             fill: list[float] | None = None) -> torch.Tensor:
+    return _shear(image, sign * L.shear_factor(level), True, interpolation, fill)
 
 
-def _shear_y(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode) -> torch.Tensor:
-    return _shear(image, sign * L.shear_factor(level), False, interpolation)
+def _shear_y(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode,
+             fill: list[float] | None = None) -> torch.Tensor:
+    return _shear(image, sign * L.shear_factor(level), False, interpolation, fill)
 
 
-def _translate(image: torch.Tensor, pixels: float, horizontal: bool, interpolation: InterpolationMode) -> torch.Tensor:
+def _translate(image: torch.Tensor, pixels: float, horizontal: bool, interpolation: InterpolationMode,
+               fill: list[float] | None = None) -> torch.Tensor:
     return TF.affine(
         image,
         angle=0.0,
@@ -117,15 +123,18 @@ def _translate(image: torch.Tensor, pixels: float, horizontal: bool, interpolati
         scale=1.0,
         shear=[0.0, 0.0],
         interpolation=interpolation,
+        fill=fill,
     )
 
 
-def _translate_x(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode) -> torch.Tensor:
-    return _translate(image, sign * L.translate_fraction(level) * image.shape[-1], True, interpolation)
+def _translate_x(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode,
+                 fill: list[float] | None = None) -> torch.Tensor:
+    return _translate(image, sign * L.translate_fraction(level) * image.shape[-1], True, interpolation, fill)
 
 
-def _translate_y(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode) -> torch.Tensor:
-    return _translate(image, sign * L.translate_fraction(level) * image.shape[-2], False, interpolation)
+def _translate_y(image: torch.Tensor, level: float, sign: float, interpolation: InterpolationMode,
+                 fill: list[float] | None = None) -> torch.Tensor:
+    return _translate(image, sign * L.translate_fraction(level) * image.shape[-2], False, interpolation, fill)
 
 
 TORCHVISION_OPS: dict[str, TorchvisionOp] = {

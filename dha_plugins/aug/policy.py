@@ -46,6 +46,11 @@ class PolicyConfig(FixedOpsConfig):
             entries; one op per sample).
         magnitude_max: ``M``; levels are drawn from ``U(0, M)`` on the 0-8 level scale.
         temperature: ``T`` of the relaxed matrix ``q = softmax((log p + Gumbel) / T)``.
+        baseline: ``batch_mean`` subtracts the batch's mean loss from every ``L_i`` in
+            Eq. 2 (a REINFORCE baseline). Pairs are then pushed by how much *more* loss
+            they produce than the batch, not by how often the batch happened to draw them:
+            without it, the per-batch Gumbel draw of ``q`` (a few pairs take most samples)
+            dominates the step. ``none`` is Eq. 2 literally.
         optimizer: ``sgd`` (with ``momentum``/``nesterov``) or ``adam`` (normalised steps:
             an entry moves by about ``lr`` per step whatever the scale of its gradient).
         lr: Learning rate of the policy's optimizer. Under SGD the gradient of an entry
@@ -53,10 +58,15 @@ class PolicyConfig(FixedOpsConfig):
         momentum: SGD momentum.
         nesterov: Nesterov momentum (needs ``momentum > 0``).
         weight_decay: L2 decay of ``tau`` (pulls it towards the uniform policy).
-        interpolation: Resampling of the geometric ops. ``nearest`` is PIL's default, so the
-            geometric ops reproduce the authors' PIL ops pixel for pixel; ``bilinear`` is smoother.
-        strength_warmup: Fraction of the stage over which the policy's strength rises from
-            identity: levels are drawn from ``U(0, M * min(1, progress / strength_warmup))``.
+        interpolation: Resampling of the geometric ops. The authors resample with bilinear or
+            bicubic (a random choice per op); ``bilinear`` is the batched equivalent used here
+            (bicubic is not offered). ``nearest`` reproduces PIL's default pixel for pixel.
+        fill: What the geometric ops show where the image moved away: ``mean`` is the
+            dataset mean (the authors' ``img_mean`` fill colour), ``zero`` is black.
+        strength_warmup: Fraction of the stage over which the policy's strength ``s`` rises
+            from 0 (identity) to 1: each drawn level moves towards the op's identity level
+            (``level = id + s * (level - id)``, see ``op_levels.IDENTITY_LEVEL``) and ops
+            without a magnitude are applied with probability ``s`` (Identity otherwise).
             0 disables the warm-up.
         metrics_top_k: Top entries logged by :meth:`LearnablePolicy.policy_step` every step.
         report_top_k: Top entries listed by :meth:`LearnablePolicy.report`.
@@ -65,16 +75,21 @@ class PolicyConfig(FixedOpsConfig):
     the fixed ops around the policy. Normalisation is left to the orchestrator.
     """
 
+    # The authors apply the pair policy with no random crop before it (their translate ops
+    # already shift the image by up to 45%), so the policy's own crop is off by default.
+    crop: bool = False
     ops: list[str] = Field(default_factory=lambda: list(op_levels.DEFAULT_OPS), min_length=1)
     policy: Literal["pair", "single"] = "pair"
     magnitude_max: float = Field(op_levels.MAX_LEVEL, gt=0.0, le=op_levels.MAX_LEVEL)
     temperature: float = Field(0.5, gt=0.0)
     optimizer: Literal["sgd", "adam"] = "sgd"
+    baseline: Literal["none", "batch_mean"] = "none"
     lr: float = Field(0.5, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
     weight_decay: float = Field(0.0, ge=0.0)
-    interpolation: Literal["nearest", "bilinear"] = "nearest"
+    interpolation: Literal["nearest", "bilinear"] = "bilinear"
+    fill: Literal["mean", "zero"] = "mean"
     strength_warmup: float = Field(0.0, ge=0.0, le=1.0)
     metrics_top_k: int = Field(3, ge=0)
     report_top_k: int = Field(10, ge=1)
@@ -190,7 +205,13 @@ class LearnablePolicy(AugmentationPolicy):
         self.fixed_ops = FixedOps(config, image_size=int(spec.get("image_size", 32)), mean=spec.get("mean"))
         # A plain CPU tensor, not a buffer: sampling runs on CPU whatever device the module is on.
         self._signed_cpu = torch.tensor([name in op_levels.SIGNED_OPS for name in self.op_names])
+        self._identity_level = torch.tensor([op_levels.IDENTITY_LEVEL.get(name, 0.0) for name in self.op_names])
+        self._unscaled = torch.tensor([name in op_levels.UNSCALED_OPS for name in self.op_names])
         self.identity_index = self.op_names.index("Identity") if "Identity" in self.op_names else -1
+        mean = spec.get("mean")
+        self.fill: tuple[float, ...] | None = (
+            tuple(float(m) for m in mean) if config.fill == "mean" and mean is not None else None
+        )
         self.optimizer: torch.optim.Optimizer
         if config.optimizer == "adam":
             self.optimizer = torch.optim.Adam([self.tau], lr=config.lr, weight_decay=config.weight_decay)
@@ -281,10 +302,22 @@ class LearnablePolicy(AugmentationPolicy):
         q = torch.softmax((log_p + gumbel) / self.config.temperature, 0)
         index = torch.multinomial(q, batch_size, replacement=True, generator=generator)
         ops = torch.stack([index // self.num_ops, index % self.num_ops], 1) if self.pair else index[:, None]
-        levels = torch.rand(ops.shape, generator=generator) * (self.config.magnitude_max * self.strength)
+        levels = torch.rand(ops.shape, generator=generator) * self.config.magnitude_max
         coin = torch.rand(ops.shape, generator=generator) < 0.5
         signs = torch.where(coin & self._signed_cpu[ops], -1.0, 1.0)
+        if self.strength < 1.0:
+            ops, levels = self._weaken(ops, levels, generator)
         return AugPlan(index=index, ops=ops, levels=levels, signs=signs, op_names=self.op_names)
+
+    def _weaken(self, ops: torch.Tensor, levels: torch.Tensor,
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Moves every application towards the identity by the current strength."""
+        s = self.strength
+        levels = self._identity_level[ops] + s * (levels - self._identity_level[ops])
+        if self.identity_index >= 0:
+            skip = self._unscaled[ops] & (torch.rand(ops.shape, generator=generator) >= s)
+            ops = torch.where(skip, self.identity_index, ops)
+        return ops, levels
 
     def on_progress(self, fraction: float) -> None:
         """Ramps the strength up over ``strength_warmup`` of the stage."""
@@ -337,6 +370,8 @@ class LearnablePolicy(AugmentationPolicy):
             )
         p = torch.softmax(self.tau.flatten(), 0)
         losses = per_sample_loss.detach().to(device=p.device, dtype=p.dtype)
+        if self.config.baseline == "batch_mean":
+            losses = losses - losses.mean()
         return -(p[plan.index.to(p.device)] * losses).mean()
 
     def policy_step(self, per_sample_loss: torch.Tensor, plan: AugPlan) -> dict[str, float]:

@@ -40,6 +40,7 @@ class TorchvisionPolicy(LearnablePolicy):
         if len(plan) != images.shape[0]:
             raise ValueError(f"plan is for {len(plan)} samples, batch has {images.shape[0]}")
         # Deferred: torchvision takes seconds to import, and registering the plugin must not.
+        from dha_plugins.aug.op_levels import GEOMETRIC_OPS
         from dha_plugins.aug.ops_torchvision import TORCHVISION_OPS, InterpolationMode
 
         interpolation = InterpolationMode.BILINEAR if self.config.interpolation == "bilinear" else InterpolationMode.NEAREST
@@ -47,7 +48,11 @@ class TorchvisionPolicy(LearnablePolicy):
         out = []
         for i, image in enumerate(images):
             for op, level, sign in zip(ops[i], levels[i], signs[i], strict=True):
-                image = TORCHVISION_OPS[self.op_names[op]](image, level, sign, interpolation)
+                name = self.op_names[op]
+                if name in GEOMETRIC_OPS and self.fill is not None:
+                    image = TORCHVISION_OPS[name](image, level, sign, interpolation, fill=list(self.fill))
+                else:
+                    image = TORCHVISION_OPS[name](image, level, sign, interpolation)
             out.append(image)
         return torch.stack(out)
 

@@ -60,7 +60,7 @@ class HypergradHPOConfig(ComponentConfig):
     wd_up: float = Field(1e-3, gt=0, description="Upper bound of the weight decay.")
     wd_init: float | None = Field(None, gt=0, description="Initial wd; None: midpoint of the bounds.")
     log_space: bool = Field(
-        False,
+        True,
         description="Learn log(lr) and log(wd): bounds and midpoint are taken in log space and "
         "the hypergradient is scaled by the value (chain rule).",
     )
@@ -68,10 +68,10 @@ class HypergradHPOConfig(ComponentConfig):
     no_decay_groups: tuple[str, ...] = Field(
         ("no_decay",), description="Parameter groups (BN, bias) whose wd is fixed at 0 and not learned."
     )
-    lr_hyper_lr: float = Field(1e-4, ge=0, description="Step size of the hyper-optimizer on the lr.")
-    wd_hyper_lr: float = Field(1e-5, ge=0, description="Step size of the hyper-optimizer on the wd.")
+    lr_hyper_lr: float = Field(0.02, ge=0, description="Step size of the hyper-optimizer on the lr.")
+    wd_hyper_lr: float = Field(0.02, ge=0, description="Step size of the hyper-optimizer on the wd.")
     hyper_optimizer: Literal["sgd", "adam"] = Field(
-        "sgd",
+        "adam",
         description="sgd: the step is step_size x hypergradient (scale-dependent). adam: Adam's normalised step, "
         "so a consistent hypergradient moves the value by about step_size per step whatever its scale.",
     )
@@ -79,7 +79,7 @@ class HypergradHPOConfig(ComponentConfig):
     hyper_nesterov: bool = Field(False, description="Nesterov momentum for the hyper-optimizer.")
     hyper_betas: tuple[float, float] = Field((0.9, 0.999), description="Betas of the hyper-optimizer (adam).")
     decay: Literal["none", "cosine"] = Field(
-        "none",
+        "cosine",
         description="Budget-aware decay on top of the learned lr: the weight step uses learned_lr x factor(progress), "
         "with a cosine factor from 1 to decay_final over the stage (steps or time budget).",
     )

@@ -96,6 +96,10 @@ class PlantedSpace(SearchSpace):
     def choice_groups(self) -> list[ChoiceGroup]:
         return [ChoiceGroup(GROUP, (f"{GROUP}/in",), tuple(f"ch{k}" for k in range(self.channels)), keep=1)]
 
+    def named_genotypes(self) -> dict[str, dict[str, Any]]:
+        """``chK``: the architecture that reads channel ``K`` (for ``relax=fixed``)."""
+        return {f"ch{k}": {GROUP: [{"edge": f"{GROUP}/in", "op": f"ch{k}"}]} for k in range(self.channels)}
+
     def build_supernet(self) -> PlantedSupernet:
         return PlantedSupernet(self)
 
