@@ -209,7 +209,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         overrides.append("data.skip_bad_images=true")
     config = load_config(args.config, overrides)
     if args.quiet:
-        config.train.progress = False
+        config.train.progress = "off"
     searcher = Searcher(config, run_dir=args.out)
     if args.nproc is not None and args.nproc > 1:
         # Check the output here, so that bad input fails once with one line, and fix the
@@ -238,7 +238,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc > 1:
         return _torchrun(args.nproc, [*_global_flags(args), "resume", str(run)])
     if args.quiet:
-        searcher.config.train.progress = False
+        searcher.config.train.progress = "off"
     result = searcher.fit()
     if is_main_process():
         _print_summary(result.summary, result.run_dir)

@@ -69,7 +69,18 @@ class TrainConfig(StrictModel):
     checkpoint_every: int = Field(50, ge=1, description="Steps between checkpoints (also at every epoch end).")
     log_every: int = Field(1, ge=1)
     eval_every: int = Field(1, ge=1, description="Epochs between validation passes.")
-    progress: bool = Field(True, description="Show tqdm progress bars.")
+    progress: Literal["auto", "bar", "log", "off"] = Field(
+        "auto", description="auto: tqdm bars when stderr is a terminal, else plain lines (log); bar; log; off. "
+                            "true/false are accepted as auto/off.")
+    progress_every: int = Field(50, ge=1, description="Steps between plain progress lines (progress: log); "
+                                                       "there is also one line per epoch.")
+
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _progress_aliases(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # the former boolean field
+            return "auto" if value else "off"
+        return value
 
     @field_validator("device")
     @classmethod
