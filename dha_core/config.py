@@ -56,7 +56,7 @@ class TrainConfig(StrictModel):
     epochs: int = Field(10, ge=1, description="Search epochs.")
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(256, ge=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed (0 to 2**32-1).")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     grad_clip: float | None = Field(5.0, gt=0, description="Max global norm of weight gradients; null disables.")
@@ -93,7 +93,7 @@ class TrainConfig(StrictModel):
 class OutputConfig(StrictModel):
     """Where the run directory goes."""
 
-    dir: str = Field("runs", description="Parent folder of run directories.")
+    dir: str = Field("runs", min_length=1, description="Parent folder of run directories.")
     name: str | None = Field(None, description="Run folder name; default: <time>-<space>-<relax>-<aug>-<hpo>.")
     plots: bool = True
     overwrite: bool = Field(False, description="Allow writing into an existing non-empty run directory.")
@@ -207,9 +207,19 @@ def _normalize_components(raw: dict[str, Any]) -> dict[str, Any]:
         retrain = dict(retrain)
         for field, default in RETRAIN_DEFAULTS.items():
             value = retrain.get(field, default)
-            value = {"name": value} if isinstance(value, str) else dict(value)
+            if isinstance(value, str):
+                value = {"name": value}
+            if not isinstance(value, dict):
+                raise UserInputError(f"invalid config: retrain.{field}: expected a mapping with a 'name' key "
+                                     f"or a {field} name")
+            value = dict(value)
             value.setdefault("name", default)
-            registry.get(field, value["name"])
+            if not isinstance(value["name"], str):
+                raise UserInputError(f"invalid config: retrain.{field}.name: expected a string")
+            try:
+                registry.get(field, value["name"])
+            except UserInputError as exc:  # "aug: unknown aug 'x'; ..." -> "retrain.aug: ..."
+                raise UserInputError(f"retrain.{exc}") from None
             retrain[field] = value
         data["retrain"] = retrain
     return data
