@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,9 +55,22 @@ def export_run(run_dir: Path, fmt: str, output: Path | None = None) -> Path:
             traced = torch.jit.trace(model, example)
         traced.save(str(out))
     else:
-        torch.onnx.export(model, (example,), str(out), input_names=["images"], output_names=["logits"],
-                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+        _export_onnx(model, example, out)
     return out
+
+
+def _export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path) -> None:
+    """Writes an ONNX file whose input ``images`` and output ``logits`` have a dynamic batch axis."""
+    kwargs: dict[str, Any] = {"input_names": ["images"], "output_names": ["logits"]}
+    if "dynamic_shapes" in inspect.signature(torch.onnx.export).parameters:
+        # The torch.export-based exporter (torch >= 2.5); verbose=False keeps stdout to dha's own line.
+        # An example batch of 2: torch.export specialises dimensions of size 1.
+        example = example.expand(2, *example.shape[1:]).contiguous()
+        kwargs.update(dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    else:
+        kwargs.update(dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+    with torch.no_grad():
+        torch.onnx.export(model, (example,), str(out), **kwargs)
 
 def _check_output(out: Path) -> None:
     """Checks that ``out`` can be written, before anything is exported (nothing is left behind).
