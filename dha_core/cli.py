@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -44,29 +45,29 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--kind", choices=["space", "relax", "aug", "hpo", "dataset"])
 
     search = sub.add_parser("search", help="run a search")
-    search.add_argument("--config", "-c", required=True, help="YAML config file")
+    search.add_argument("--config", "-c", required=True, type=_path, help="YAML config file")
     search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key (repeatable), e.g. --set aug.name=none")
-    search.add_argument("--out", help="run directory (default: output.dir/output.name)")
+    search.add_argument("--out", type=_path, help="run directory (default: output.dir/output.name)")
     search.add_argument("--skip-bad-images", action="store_true", help="log and skip unreadable images")
     search.add_argument("--nproc", type=_positive_int, metavar="N",
                         help="run this one search on N processes of this node (launches torchrun; "
                              "train.batch_size is per process)")
 
     resume = sub.add_parser("resume", help="continue an interrupted run")
-    resume.add_argument("run_dir")
+    resume.add_argument("run_dir", type=_path)
     resume.add_argument("--nproc", type=_positive_int, metavar="N", help="continue on N processes (torchrun)")
 
     ev = sub.add_parser("eval", help="evaluate a run's model.pt on the test split")
-    ev.add_argument("run_dir")
+    ev.add_argument("run_dir", type=_path)
     ev.add_argument("--data", help="dataset name to evaluate on instead of the run's")
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument("--json", action="store_true")
 
     ex = sub.add_parser("export", help="export a run's model")
-    ex.add_argument("run_dir")
+    ex.add_argument("run_dir", type=_path)
     ex.add_argument("--format", required=True, choices=["torchscript", "onnx"])
-    ex.add_argument("--output", help="output file (default: RUN_DIR/model.<ext>)")
+    ex.add_argument("--output", type=_path, help="output file (default: RUN_DIR/model.<ext>)")
 
     sw = sub.add_parser("sweep", help="run many searches: a grid of settings x seeds, locally or on Ray Tune")
     _sweep_arguments(sw)
@@ -79,20 +80,47 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
+def _float_at_least(low: float, strict: bool) -> Any:
+    """argparse type: a finite number > ``low`` (``strict``) or >= ``low``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} {low:g}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _path(text: str) -> str:
+    """argparse type: a non-empty path."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return text
+
+
 def _sweep_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", required=True, help="base YAML config")
+    p.add_argument("--config", "-c", required=True, type=_path, help="base YAML config")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="an axis of the grid over any config key, e.g. aug.temperature=0.25,0.5 (repeatable)")
-    p.add_argument("--seeds", type=int, default=1, help="repetitions per grid cell (train.seed, +1, ...)")
+    p.add_argument("--seeds", type=_positive_int, default=1, help="repetitions per grid cell (train.seed, +1, ...)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override applied to every search")
-    p.add_argument("--out", help="folder for the searches, the tables and Tune's state")
+    p.add_argument("--out", type=_path, help="folder for the searches, the tables and Tune's state")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: one search after another in this process; ray: Ray Tune trials")
     p.add_argument("--resume", action="store_true", help="continue a sweep in --out: reuse finished searches, "
@@ -100,14 +128,17 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     ray = p.add_argument_group("ray engine")
     ray.add_argument("--ray-address", help="Ray cluster to join (default: RAY_ADDRESS, else a local instance)")
     ray.add_argument("--num-cpus", type=_positive_int, help="CPUs of a local Ray instance started here")
-    ray.add_argument("--cpus-per-trial", type=float, default=1.0)
-    ray.add_argument("--gpus-per-trial", type=float, default=0.0)
+    ray.add_argument("--cpus-per-trial", type=_float_at_least(0, strict=True), default=1.0,
+                     help="CPUs reserved per trial (> 0)")
+    ray.add_argument("--gpus-per-trial", type=_float_at_least(0, strict=False), default=0.0,
+                     help="GPUs reserved per trial (>= 0; fractions share a GPU)")
     ray.add_argument("--max-concurrent", type=_positive_int, help="trials running at once (default: as resources allow)")
     ray.add_argument("--search-alg", choices=["optuna"], help="sample the grid's values with Optuna TPE instead of "
                                                               "running every cell")
     ray.add_argument("--num-samples", type=_positive_int, default=8, help="configurations --search-alg tries")
     ray.add_argument("--scheduler", choices=["asha"], help="stop poor trials early at epoch ends (ASHA)")
-    ray.add_argument("--metric", default="val_acc", help="metric for --search-alg/--scheduler (reported per epoch)")
+    ray.add_argument("--metric", default="val_acc", choices=["val_acc", "val_loss"],
+                     help="metric for --search-alg/--scheduler (reported per epoch)")
     ray.add_argument("--mode", choices=["max", "min"], default="max")
 
 
@@ -209,7 +240,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         overrides.append("data.skip_bad_images=true")
     config = load_config(args.config, overrides)
     if args.quiet:
-        config.train.progress = False
+        config.train.progress = "off"
     searcher = Searcher(config, run_dir=args.out)
     if args.nproc is not None and args.nproc > 1:
         # Check the output here, so that bad input fails once with one line, and fix the
@@ -238,7 +269,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc > 1:
         return _torchrun(args.nproc, [*_global_flags(args), "resume", str(run)])
     if args.quiet:
-        searcher.config.train.progress = False
+        searcher.config.train.progress = "off"
     result = searcher.fit()
     if is_main_process():
         _print_summary(result.summary, result.run_dir)

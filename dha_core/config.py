@@ -58,7 +58,7 @@ class TrainConfig(StrictModel):
     )
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(256, ge=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed (0 to 2**32-1).")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     grad_clip: float | None = Field(5.0, gt=0, description="Max global norm of weight gradients; null disables.")
@@ -84,7 +84,18 @@ class TrainConfig(StrictModel):
     checkpoint_every: int = Field(50, ge=1, description="Steps between checkpoints (also at every epoch end).")
     log_every: int = Field(1, ge=1)
     eval_every: int = Field(1, ge=1, description="Epochs between validation passes.")
-    progress: bool = Field(True, description="Show tqdm progress bars.")
+    progress: Literal["auto", "bar", "log", "off"] = Field(
+        "auto", description="auto: tqdm bars when stderr is a terminal, else plain lines (log); bar; log; off. "
+                            "true/false are accepted as auto/off.")
+    progress_every: int = Field(50, ge=1, description="Steps between plain progress lines (progress: log); "
+                                                       "there is also one line per epoch.")
+
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _progress_aliases(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # the former boolean field
+            return "auto" if value else "off"
+        return value
 
     @field_validator("device")
     @classmethod
@@ -97,7 +108,7 @@ class TrainConfig(StrictModel):
 class OutputConfig(StrictModel):
     """Where the run directory goes."""
 
-    dir: str = Field("runs", description="Parent folder of run directories.")
+    dir: str = Field("runs", min_length=1, description="Parent folder of run directories.")
     name: str | None = Field(None, description="Run folder name; default: <time>-<space>-<relax>-<aug>-<hpo>.")
     plots: bool = True
     overwrite: bool = Field(False, description="Allow writing into an existing non-empty run directory.")
@@ -231,9 +242,19 @@ def _normalize_components(raw: dict[str, Any]) -> dict[str, Any]:
         retrain = dict(retrain)
         for field, default in RETRAIN_DEFAULTS.items():
             value = retrain.get(field, default)
-            value = {"name": value} if isinstance(value, str) else dict(value)
+            if isinstance(value, str):
+                value = {"name": value}
+            if not isinstance(value, dict):
+                raise UserInputError(f"invalid config: retrain.{field}: expected a mapping with a 'name' key "
+                                     f"or a {field} name")
+            value = dict(value)
             value.setdefault("name", default)
-            registry.get(field, value["name"])
+            if not isinstance(value["name"], str):
+                raise UserInputError(f"invalid config: retrain.{field}.name: expected a string")
+            try:
+                registry.get(field, value["name"])
+            except UserInputError as exc:  # "aug: unknown aug 'x'; ..." -> "retrain.aug: ..."
+                raise UserInputError(f"retrain.{exc}") from None
             retrain[field] = value
         data["retrain"] = retrain
     return data

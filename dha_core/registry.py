@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pluggy
-from pydantic import create_model
+from pydantic import ConfigDict, create_model
 
 from dha_core import hookspecs
 from dha_core.config_base import ComponentConfig
@@ -85,7 +85,9 @@ class Registry:
             kind: One of ``space``, ``relax``, ``aug``, ``hpo``, ``dataset``.
             name: The name users select in configs; unique within the kind.
             factory: Called as ``factory(config, **context)``.
-            config: A pydantic model (``extra="forbid"``) of the component's fields.
+            config: A pydantic model (``extra="forbid"``) of the component's fields. Its
+                float fields reject ``inf``/``nan`` unless the model or field opts in
+                (``allow_inf_nan=True``).
 
         Raises:
             ValueError: Unknown kind.
@@ -102,6 +104,10 @@ class Registry:
         base = config or ComponentConfig
         if "name" in base.model_fields:
             raise ValueError(f"{kind} {name!r}: the config model must not define 'name' (the registry adds it)")
+        if "allow_inf_nan" not in base.model_config:
+            # A config not derived from ComponentConfig still rejects inf/nan floats, unless it opts in.
+            base = type(base.__name__, (base,), {"__module__": base.__module__,
+                                                 "model_config": ConfigDict(allow_inf_nan=False)})
         model = create_model(
             f"{base.__name__}_{kind}_{name}".replace("-", "_"),
             __base__=base,

@@ -13,7 +13,7 @@ from typing import Any
 
 from dha_core.errors import UserInputError
 
-__all__ = ["RunDir", "MetricsLog", "atomic_write_text", "default_run_name"]
+__all__ = ["RunDir", "MetricsLog", "atomic_write_text", "check_creatable", "default_run_name"]
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -30,6 +30,32 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
+def check_creatable(path: Path, what: str = "folder") -> None:
+    """Checks that the folder ``path`` exists or can be created, leaving nothing behind.
+
+    Args:
+        path: The folder.
+        what: What it is, for the message (``"run directory"``, ``"sweep folder"``).
+
+    Raises:
+        UserInputError: A file is in the way, or the nearest existing parent cannot be
+            written (permissions, a read-only mount, a virtual file system such as /proc).
+    """
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserInputError(f"output: cannot create {what} {path}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK):
+        raise UserInputError(f"output.dir: {probe} is not writable")
+    # os.access trusts permission bits (and root passes them): a read-only mount or a
+    # virtual file system such as /proc only shows when something is created there.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".dha-probe-", dir=probe))
+    except OSError as exc:
+        raise UserInputError(f"output: cannot create {what} {path}: {exc.strerror or exc} (in {probe})") from None
+
+
 def default_run_name(config: Any) -> str:
     parts = [config.space.name, config.relax.name, config.aug.name, config.hpo.name]
     return time.strftime("%Y%m%d-%H%M%S") + "-" + "-".join(parts)
@@ -43,23 +69,38 @@ class RunDir:
 
     @classmethod
     def check_new(cls, path: Path, overwrite: bool) -> RunDir:
-        """Validates that ``path`` can hold a new run (without creating it)."""
+        """Validates that ``path`` can hold a new run (leaving nothing behind).
+
+        Args:
+            path: The run directory to be.
+            overwrite: Whether an existing non-empty directory may be written into.
+
+        Returns:
+            The :class:`RunDir`.
+
+        Raises:
+            UserInputError: ``path`` is a file, a non-empty directory (without ``overwrite``),
+                or cannot be created (a read-only or virtual file system, a file in the way).
+        """
         if path.exists() and not path.is_dir():
             raise UserInputError(f"output: {path} exists and is not a directory")
         if path.is_dir() and any(path.iterdir()) and not overwrite:
             raise UserInputError(f"output: run directory {path} already exists and is not empty "
                                  "(set output.overwrite=true or pick another output.name)")
-        parent = path.parent
-        probe = parent
-        while not probe.exists():
-            probe = probe.parent
-        if not os.access(probe, os.W_OK):
-            raise UserInputError(f"output.dir: {probe} is not writable")
+        check_creatable(path, "run directory")
         return cls(path)
 
     def create(self) -> None:
-        (self.path / "plots").mkdir(parents=True, exist_ok=True)
-        (self.path / "checkpoints").mkdir(exist_ok=True)
+        """Creates the run directory and its ``plots/`` and ``checkpoints/`` folders.
+
+        Raises:
+            UserInputError: The directory cannot be created (one line naming it).
+        """
+        try:
+            (self.path / "plots").mkdir(parents=True, exist_ok=True)
+            (self.path / "checkpoints").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise UserInputError(f"output: cannot create run directory {self.path}: {exc.strerror or exc}") from None
 
     config = property(lambda self: self.path / "config.yaml")
     summary = property(lambda self: self.path / "summary.json")

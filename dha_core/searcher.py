@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from dha_core import components as comp
 from dha_core.checkpoint import atomic_save, load_checkpoint
@@ -34,6 +33,7 @@ from dha_core.fixed_network import FixedNetwork
 from dha_core.interfaces import SearchSpace
 from dha_core.joint_step import JointStep, split_output
 from dha_core.model_io import NormalizedModel, save_model
+from dha_core.progress import ProgressReporter
 from dha_core.rundir import MetricsLog, RunDir, default_run_name
 from dha_core.runtime import resolve_device, rng_state, seed_everything, set_rng_state
 from dha_core.stage import NoArchitecture, Stage
@@ -358,13 +358,11 @@ class Searcher:
             stage.history.setdefault("initial_selection", selection_to_json(stage.relax.selection()))
         stage_start = time.perf_counter() - self.stage_walls.get(stage.name, 0.0)
         stop_reason = stage.history.get("stopped_early")
-        progress = cfg.progress and self.is_main
-        epochs_bar = tqdm(total=stage.epochs, initial=epoch, desc=stage.name, unit="epoch",
-                          disable=not progress, leave=False)
+        progress = ProgressReporter(cfg.progress if self.is_main else "off", stage.name, stage.epochs,
+                                    stage.steps_per_epoch, epoch, cfg.progress_every)
         try:
             while (stage.epochs is None or epoch < stage.epochs) and stop_reason is None:
-                bar = tqdm(total=stage.steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch}",
-                           unit="step", disable=not progress, leave=False)
+                progress.start_epoch(epoch, step_in_epoch)
                 while step_in_epoch < stage.steps_per_epoch:
                     self._apply_progress(stage)
                     stage.budget.start()
@@ -376,16 +374,14 @@ class Searcher:
                     if self.global_step % cfg.log_every == 0 or outcome.skipped:
                         self.metrics.append({"stage": stage.name, "epoch": epoch, "step": self.global_step,
                                              **outcome.metrics})
-                    bar.update(1)
-                    if not outcome.skipped:
-                        bar.set_postfix(loss=f"{outcome.metrics['loss']:.3f}", lr=f"{outcome.metrics.get('lr', 0):.3g}")
+                    progress.step(None if outcome.skipped else outcome.metrics)
                     self.stage_walls[stage.name] = time.perf_counter() - stage_start
                     if self.global_step % cfg.checkpoint_every == 0:
                         self._checkpoint(stage, epoch, step_in_epoch)
                     if self._over_budget(stage):
                         stop_reason = "time_budget"
                         break
-                bar.close()
+                progress.end_steps()
                 row = None
                 if stop_reason is None or step_in_epoch == stage.steps_per_epoch:
                     row = self._end_epoch(stage, epoch, last=stop_reason is not None)
@@ -403,14 +399,13 @@ class Searcher:
                 if written and row is not None:
                     for callback in self.epoch_callbacks:
                         callback(stage.name, epoch - 1, row, self.run.last_checkpoint)
-                epochs_bar.update(1)
+                progress.end_epoch(row)
         except KeyboardInterrupt:
             self._checkpoint(stage, epoch, step_in_epoch)
             raise Interrupted(self.run.path) from None
         finally:
-            epochs_bar.close()
-        if progress:
-            tqdm.write(f"{stage.name}: {epoch} epochs, {self.stage_walls.get(stage.name, 0.0):.1f}s")
+            progress.close()
+        progress.write(f"{stage.name}: {epoch} epochs, {self.stage_walls.get(stage.name, 0.0):.1f}s")
 
     def _apply_progress(self, stage: Stage) -> None:
         """Feeds the stage's progress to every schedule, and ends the search at

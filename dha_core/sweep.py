@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from dha_core.config import apply_overrides, load_yaml, resolve_config
 from dha_core.errors import UserInputError
-from dha_core.rundir import atomic_write_text
+from dha_core.rundir import atomic_write_text, check_creatable
 
 __all__ = [
     "RayOptions",
@@ -286,6 +286,9 @@ def _row(trial: Trial, summary: dict[str, Any] | None, run_dir: Path, status: st
 def run_local(sweep: Sweep, resume: bool = False) -> list[dict[str, Any]]:
     """Runs the trials one after another in this process.
 
+    A trial that fails (an exception other than bad input) becomes a row with status
+    ``error``; the other trials still run.
+
     Args:
         sweep: The sweep.
         resume: Reuse finished trials and resume interrupted ones; without it, an existing
@@ -297,7 +300,16 @@ def run_local(sweep: Sweep, resume: bool = False) -> list[dict[str, Any]]:
     rows = []
     for i, trial in enumerate(trials, 1):
         log.info("sweep: trial %d/%d: %s, seed %d", i, len(trials), trial.cell, trial.seed_index)
-        rows.append(_row(trial, run_trial(sweep, trial), sweep.run_dir(trial)))
+        try:
+            summary = run_trial(sweep, trial)
+        except UserInputError:
+            raise  # bad data or output: the same for every trial, so stop here (exit 2)
+        except Exception as exc:  # noqa: BLE001 - a failed search is a row of the table; the others still run
+            error = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+            log.error("sweep: trial %s, seed %d failed: %s", trial.cell, trial.seed_index, error)
+            rows.append(_row(trial, None, sweep.run_dir(trial), "error", error))
+            continue
+        rows.append(_row(trial, summary, sweep.run_dir(trial)))
     return rows
 
 
@@ -389,7 +401,7 @@ def _ray_trial(config: dict[str, Any], sweep: Sweep, threads: int, sampled: bool
         with checkpoint.as_directory() as restored:
             summary = run_trial(sweep, trial, restore_from=Path(restored), on_epoch=report)
     final = {k: summary[k] for k in ("test_acc", "val_acc", "params", "steps", "wall_s") if k in summary}
-    tune.report({**final, "final_lr": summary.get("final_lr"), "final_wd": summary.get("final_wd"), "done": True,
+    tune.report({**last, **final, "final_lr": summary.get("final_lr"), "final_wd": summary.get("final_wd"), "done": True,
                  "run_dir": run_dir})
 
 
@@ -460,8 +472,13 @@ def run_ray(sweep: Sweep, options: RayOptions | None = None, resume: bool = Fals
     if options.search_alg is not None and not sweep.grid:
         raise UserInputError("--search-alg: needs at least one --grid axis to search over")
     if not ray.is_initialized():
-        ray.init(address=options.address, num_cpus=options.num_cpus if options.address is None else None,
-                 include_dashboard=False, log_to_driver=sweep.progress)
+        try:
+            ray.init(address=options.address, num_cpus=options.num_cpus if options.address is None else None,
+                     include_dashboard=False, log_to_driver=sweep.progress)
+        except ConnectionError as exc:  # no cluster at --ray-address / RAY_ADDRESS (after Ray's retries)
+            where = options.address or os.environ.get("RAY_ADDRESS", "")
+            raise UserInputError(f"--ray-address: cannot connect to a Ray cluster at {where!r}: "
+                                 f"{(str(exc).strip().splitlines() or [''])[0]}") from None
     threads = max(int(options.cpus_per_trial), 1)
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
     trainable = tune.with_resources(
@@ -582,6 +599,7 @@ def run_sweep(sweep: Sweep, engine: Literal["local", "ray"] = "local", resume: b
     Returns:
         The markdown table and the per-trial rows.
     """
+    check_creatable(sweep.out, "sweep folder")
     if engine == "ray":
         rows = run_ray(sweep, ray_options, resume=resume)
     elif engine == "local":

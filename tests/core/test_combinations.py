@@ -32,6 +32,57 @@ def test_readme_call_runs_as_written_with_a_short_schedule(tmp_path: Path) -> No
     assert 0.0 <= result.summary["test_acc"] <= 1.0
 
 
+def _spy_components(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Records the search stage's policy (with its initial parameters) and hyper-optimizer
+    (with its lr/wd right after it takes the weights)."""
+    from dha_core import components
+
+    seen: dict[str, Any] = {}
+    build_aug, build_hpo = components.build_aug, components.build_hpo
+
+    def aug_spy(*args: Any, **kwargs: Any) -> Any:
+        aug = build_aug(*args, **kwargs)
+        seen.setdefault("aug", aug)
+        seen.setdefault("aug_start", [p.detach().clone() for p in aug.parameters()])
+        return aug
+
+    def hpo_spy(*args: Any, **kwargs: Any) -> Any:
+        hpo = build_hpo(*args, **kwargs)
+        attach = hpo.attach
+
+        def attach_and_record(*a: Any, **k: Any) -> Any:
+            out = attach(*a, **k)
+            seen.setdefault("hpo_start", hpo.hyperparameters())
+            return out
+
+        hpo.attach = attach_and_record
+        seen.setdefault("hpo", hpo)
+        return hpo
+
+    monkeypatch.setattr(components, "build_aug", aug_spy)
+    monkeypatch.setattr(components, "build_hpo", hpo_spy)
+    return seen
+
+
+def assert_valid_selection(searcher: Any, result: Any) -> None:
+    """Every choice group selects ``keep`` distinct real ops on its own edges, and the
+    derived child rebuilds from the run directory (``load_model``)."""
+    from dha_core.types import selection_to_json
+
+    groups = {g.name: g for g in searcher.space.choice_groups()}
+    assert set(result.selection) == set(groups)
+    for name, chosen in result.selection.items():
+        group = groups[name]
+        pairs = [(c.edge, c.op) for c in chosen]
+        assert len(pairs) == group.keep and len(set(pairs)) == len(pairs), (name, pairs)
+        for edge, op in pairs:
+            assert 0 <= edge < len(group.edges) and 0 <= op < len(group.ops), (name, edge, op)
+            assert group.ops[op] != group.none_op, (name, group.ops[op])
+    assert result.summary["selection"] == selection_to_json(result.selection)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(dha_core.load_model(result.run_dir)(x), result.model(x))
+
+
 @pytest.mark.parametrize("space, relax, aug, hpo", [
     (SMALL_DARTS, {"name": "softmax", "order": "first"}, "none", "fixed"),       # plain DARTS (1st order)
     (SMALL_DARTS, {"name": "softmax", "order": "second"}, "standard", "fixed"),  # DARTS 2nd order
@@ -41,12 +92,24 @@ def test_readme_call_runs_as_written_with_a_short_schedule(tmp_path: Path) -> No
     (SMALL_MOBILENET, "ista", "autoaugment", {"name": "fixed", "optimizer": "adamw", "lr": 1e-3}),
     ({"name": "tiny"}, "gumbel", "trivialaugment", {"name": "hypergrad", "optimizer": "adamw"}),
 ])
-def test_combination_runs(tmp_path: Path, space: Any, relax: Any, aug: Any, hpo: Any) -> None:
-    result = dha_core.build(space=space, relax=relax, aug=aug, hpo=hpo, dataset=SMALL_DATA, train=SHORT,
-                            output={"dir": str(tmp_path), "plots": False}).fit()
+def test_combination_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, space: Any, relax: Any, aug: Any,
+                          hpo: Any) -> None:
+    seen = _spy_components(monkeypatch)
+    searcher = dha_core.build(space=space, relax=relax, aug=aug, hpo=hpo, dataset=SMALL_DATA, train=SHORT,
+                              output={"dir": str(tmp_path), "plots": False})
+    result = searcher.fit()
     assert result.summary["steps"] == 2
-    x = torch.rand(2, 3, 16, 16)
-    assert result.model(x).shape == (2, 10)
+    assert result.model(torch.rand(2, 3, 16, 16)).shape == (2, 10)
+    assert_valid_selection(searcher, result)
+    start, final = seen["hpo_start"], {"lr": result.summary["final_lr"], "wd": result.summary["final_wd"]}
+    if searcher.config.hpo.name == "hypergrad":
+        # Two steps move lr/wd only a little under the default hyper step sizes (e.g. 0.0505 ->
+        # 0.0513), so this checks that they moved at all, not by how much.
+        assert final["lr"] != start["lr"] and final["wd"] != start["wd"], (start, final)
+    if seen["aug"].learnable:
+        moved = [not torch.equal(a, b.detach()) for a, b in zip(seen["aug_start"], seen["aug"].parameters(),
+                                                                  strict=True)]
+        assert seen["aug_start"] and any(moved), "the learnable policy did not change"
 
 
 def test_timm_space_ignores_relax(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -358,3 +358,76 @@ def test_nproc_wrapper_rejects_bad_input_before_launching(tmp_path: Path, monkey
 
 if __name__ == "__main__":  # a process of the torchrun session started by the `session` fixture
     _torchrun_main(Path(sys.argv[1]))
+
+
+# --------------------------------------------------------------------------- the real launcher
+def _launch(log: Path, *args: str) -> subprocess.Popen[str]:
+    """``python -m dha_core.cli -q ARGS`` in its own session (so that SIGKILL reaches torchrun and its
+    workers); output goes to files, not pipes."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    env.pop("WORLD_SIZE", None)
+    with log.with_suffix(".out").open("w") as out, log.with_suffix(".err").open("w") as err:
+        return subprocess.Popen([sys.executable, "-m", "dha_core.cli", "-q", *args], stdout=out, stderr=err,
+                                text=True, env=env, cwd=root, start_new_session=True)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), children before grandchildren."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds torchrun's workers through /proc")
+def test_nproc_2_search_then_sigkill_and_resume_nproc_2(tmp_path: Path) -> None:
+    """`dha search --nproc 2` for real (torchrun, gloo); a SIGKILLed one continues with
+    `dha resume --nproc 2` to the summary of an uninterrupted 2-process run."""
+    import signal
+
+    raw = dha_raw(tmp_path / "runs")
+    raw["data"].update({"num_train": 240})
+    raw["train"].update({"epochs": 3, "checkpoint_every": 3})
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw))
+
+    full = tmp_path / "full"
+    proc = _launch(tmp_path / "full-log", "search", "--config", str(config), "--out", str(full), "--nproc", "2")
+    assert proc.wait(timeout=400) == 0, (tmp_path / "full-log.err").read_text()[-3000:]
+    printed = (tmp_path / "full-log.out").read_text()
+    assert printed.count("| test accuracy") == 1  # rank 0 prints the table once
+    for name in ("config.yaml", "summary.json", "model.pt", "genotype.json", "metrics.csv", "checkpoints/last.pt"):
+        assert (full / name).is_file(), name
+    reference = json.loads((full / "summary.json").read_text())
+    assert reference["steps"] == 3 * (216 // 16)  # 2 ranks x 8 per step; 10% of 240 held out
+    assert torch.load(full / "checkpoints" / "last.pt", weights_only=True)["world_size"] == WORLD
+
+    killed = tmp_path / "killed"
+    proc = _launch(tmp_path / "killed-log", "search", "--config", str(config), "--out", str(killed), "--nproc", "2")
+    checkpoint = killed / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists():
+        assert proc.poll() is None, (tmp_path / "killed-log.err").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    # torchrun starts its workers in sessions of their own: kill the whole tree, workers included.
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (killed / "summary.json").exists(), "the run finished before it could be killed; enlarge it"
+
+    resumed = _launch(tmp_path / "resume-log", "resume", str(killed), "--nproc", "2")
+    assert resumed.wait(timeout=400) == 0, (tmp_path / "resume-log.err").read_text()[-3000:]
+    summary = json.loads((killed / "summary.json").read_text())
+    assert comparable(summary) == comparable(reference)
+    assert (killed / "metrics.csv").read_text() == (full / "metrics.csv").read_text()

@@ -221,3 +221,71 @@ def test_ray_sweep_two_trials_on_a_local_instance(tmp_path: Path, monkeypatch: p
     assert len(kept) == 2
     assert all((p.parents[1] / "config.yaml").is_file() for p in kept)
     assert "| space.channels=3 | 1 |" in (out / "sweep.md").read_text()
+
+
+# --------------------------------------------------------------------------- failing trials
+# hpo.lr=1e12 diverges at once: with max_nonfinite_steps=1 that trial stops (NonFiniteError).
+DIVERGING_LR = "1e12"
+
+
+def test_local_sweep_failing_trial_exits_1_names_it_and_lists_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, epochs=1, max_nonfinite_steps=1, grad_clip=None)
+    out = tmp_path / "sw"
+    code = main(["-q", "sweep", "--config", str(config), "--grid", f"hpo.lr=0.05,{DIVERGING_LR}", "--set",
+                 "hpo.schedule=constant", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    failed = [line for line in captured.err.splitlines() if line.startswith("dha: trial")]
+    assert len(failed) == 1 and f"hpo.lr={DIVERGING_LR}" in failed[0] and "NonFiniteError" in failed[0]
+    assert "Traceback" not in captured.err
+    trials = read_csv(out / "trials.csv")
+    assert [(t["cell"], t["status"]) for t in trials] == [("hpo.lr=0.05", "done"), (f"hpo.lr={DIVERGING_LR}", "error")]
+    assert "| hpo.lr=0.05 | 1 |" in captured.out and f"| hpo.lr={DIVERGING_LR} | 0 (1 failed) |" in captured.out
+    assert (Path(trials[0]["run_dir"]) / "summary.json").is_file()
+
+
+@needs_ray
+@pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reason="optuna is not installed")
+def test_ray_optuna_and_asha_sweeps_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Optuna TPE samples 3 tiny trials; then ASHA runs a grid of 3 where one trial fails: exit 1,
+    the failed trial is named and the table still lists the others."""
+    import ray
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    config = write_config(tmp_path, epochs=2, max_nonfinite_steps=1, grad_clip=None)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        optuna_code = main(["-q", "sweep", "--config", str(config), "--grid", "space.channels=3,4,5", "--engine",
+                            "ray", "--search-alg", "optuna", "--num-samples", "3", "--max-concurrent", "2",
+                            "--out", str(tmp_path / "optuna")])
+        optuna_out = capsys.readouterr()
+        asha_code = main(["-q", "sweep", "--config", str(config), "--grid", f"hpo.lr=0.05,0.02,{DIVERGING_LR}",
+                          "--set", "hpo.schedule=constant", "--engine", "ray", "--scheduler", "asha",
+                          "--out", str(tmp_path / "asha")])
+        asha_out = capsys.readouterr()
+    finally:
+        ray.shutdown()
+
+    assert optuna_code == 0, optuna_out.err
+    trials = read_csv(tmp_path / "optuna" / "trials.csv")
+    assert len(trials) == 3 and all(t["status"] == "done" for t in trials)
+    assert {t["cell"] for t in trials} <= {"space.channels=3", "space.channels=4", "space.channels=5"}
+    assert len({t["run_dir"] for t in trials}) == 3  # sampled trials get their own run directories
+    for trial in trials:
+        summary = json.loads((Path(trial["run_dir"]) / "summary.json").read_text())
+        assert float(trial["test_acc"]) == summary["test_acc"]
+
+    assert asha_code == 1
+    failed = [line for line in asha_out.err.splitlines() if line.startswith("dha: trial")]
+    assert len(failed) == 1 and f"hpo.lr={DIVERGING_LR}" in failed[0]
+    rows = read_csv(tmp_path / "asha" / "trials.csv")
+    status = {r["cell"]: r["status"] for r in rows}
+    assert status[f"hpo.lr={DIVERGING_LR}"] == "error"
+    # ASHA may stop a poor trial early; it is listed either way.
+    assert status["hpo.lr=0.05"] in {"done", "stopped"} and status["hpo.lr=0.02"] in {"done", "stopped"}
+    assert "done" in status.values()
+    table = (tmp_path / "asha" / "sweep.md").read_text()
+    assert all(f"| hpo.lr={v} |" in table for v in ("0.05", "0.02", DIVERGING_LR))
