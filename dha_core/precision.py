@@ -26,22 +26,33 @@ Resolution of ``auto`` (see :meth:`RunPerformance.resolve`):
   keeps earlier results reproducible bit for bit.
 * ``channels_last: auto``: true on CUDA under bf16/fp16 (tensor-core convolutions
   prefer NHWC), false otherwise.
+
+Any setting other than fp32/contiguous is first checked on the device
+(:func:`conv_gradient_check`): the convolutions the built-in spaces use (dense, depthwise,
+dilated, strided) are run forward and backward in the requested precision and memory
+format and compared with float64. A combination that gives wrong results is refused
+(explicit setting: one-line error) or avoided (``auto``). This is not hypothetical: with
+torch 2.14 on a CPU with avx512_bf16, bf16 + channels_last gives depthwise *dilated*
+convolutions (DARTS' ``dil_conv``) weight gradients that are off by orders of magnitude
+while everything else looks normal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dha_core.errors import UserInputError
 
-__all__ = ["RunPerformance", "ScaledParams", "thread_scope", "PRECISIONS", "COMPILE_BACKEND"]
+__all__ = ["RunPerformance", "ScaledParams", "thread_scope", "conv_gradient_check", "PRECISIONS", "COMPILE_BACKEND"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +109,19 @@ class RunPerformance:
             channels_last = device.type == "cuda" and precision != "fp32"
         else:
             channels_last = bool(requested_cl)
+        if channels_last and (failure := conv_gradient_check(device, precision, True)) is not None:
+            if requested_cl != "auto":
+                raise UserInputError(f"train.channels_last: {precision} + channels_last computes wrong convolution "
+                                     f"results on {device} with torch {torch.__version__} ({failure}); "
+                                     "use channels_last: false")
+            log.warning("%s + channels_last is wrong on %s (%s): channels_last stays off", precision, device, failure)
+            channels_last = False
+        if precision != "fp32" and (failure := conv_gradient_check(device, precision, False)) is not None:
+            if requested_precision != "auto":
+                raise UserInputError(f"train.precision: {precision} computes wrong convolution results on {device} "
+                                     f"with torch {torch.__version__} ({failure}); use fp32")
+            log.warning("%s is wrong on %s (%s): using fp32", precision, device, failure)
+            precision = "fp32"
         requested = (("precision", requested_precision), ("channels_last", requested_cl), ("threads", threads),
                      ("compile", compile_))
         return cls(device, precision, channels_last, compile_, threads, requested)
@@ -200,6 +224,63 @@ def _resolve_precision(requested: str, device: torch.device) -> Precision:
     if requested == "fp32":
         return "fp32"
     raise UserInputError(f"train.precision: expected one of {', '.join(PRECISIONS)}, got {requested!r}")
+
+
+# (kernel, dilation, depthwise, stride): the convolution kinds of the built-in spaces.
+_CONV_CASES: tuple[tuple[int, int, bool, int], ...] = (
+    (3, 1, True, 1), (3, 2, True, 1), (5, 1, True, 1), (5, 2, True, 1), (3, 1, True, 2), (1, 1, False, 1),
+    (3, 1, False, 1),
+)
+CONV_CHECK_TOLERANCE = 0.05
+"""Max error (relative to the largest reference entry) of the conv check; bf16 gives ~5e-3."""
+
+
+@functools.lru_cache(maxsize=None)
+def conv_gradient_check(device: torch.device, precision: str, channels_last: bool) -> str | None:
+    """Checks convolutions forward and backward in a precision and memory format on ``device``.
+
+    Each case in ``_CONV_CASES`` runs on a small batch (2 x 8 channels x 32 x 32, the size
+    at which the known bf16 + channels_last bug shows) under the autocast and memory
+    format a run would use; its output and its input and weight gradients are compared
+    with float64 on the same device. Takes about 10 ms on CPU; cached per combination.
+
+    Args:
+        device: The training device.
+        precision: ``fp32``, ``bf16`` or ``fp16``.
+        channels_last: Whether the input and weights are ``channels_last``.
+
+    Returns:
+        None when every result is within :data:`CONV_CHECK_TOLERANCE`, else a short
+        description of the first failing case.
+    """
+    dtype = _DTYPES.get(precision)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    n, c, size = 2, 8, 32
+    for k, dilation, depthwise, stride in _CONV_CASES:
+        groups = c if depthwise else 1
+        w = torch.randn(c, c // groups, k, k, generator=gen)
+        x = torch.randn(n, c, size, size, generator=gen)
+        pad = dilation * (k // 2)
+        wl = w.to(device).contiguous(memory_format=fmt).detach().requires_grad_()
+        xl = x.to(device).contiguous(memory_format=fmt).detach().requires_grad_()
+        with torch.enable_grad():
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                y = F.conv2d(xl, wl, None, stride, pad, dilation, groups)
+            gy = torch.randn(y.shape, generator=gen).to(device)
+            (y.float() * gy).sum().backward()
+            wr = w.to(device, torch.float64).requires_grad_()
+            xr = x.to(device, torch.float64).requires_grad_()
+            yr = F.conv2d(xr, wr, None, stride, pad, dilation, groups)
+            (yr * gy.double()).sum().backward()
+        assert xl.grad is not None and wl.grad is not None and xr.grad is not None and wr.grad is not None
+        for what, got, ref in (("output", y, yr), ("input gradient", xl.grad, xr.grad),
+                               ("weight gradient", wl.grad, wr.grad)):
+            err = float((got.detach().double() - ref.detach()).abs().max() / ref.detach().abs().max())
+            if not err <= CONV_CHECK_TOLERANCE:
+                kind = f"{'depthwise' if depthwise else 'dense'} {k}x{k} conv, dilation {dilation}, stride {stride}"
+                return f"{kind}: {what} off by {err:.1e} relative"
+    return None
 
 
 def _cpu_has_native_bf16() -> bool:

@@ -70,7 +70,6 @@ def _batch(seed: int, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("train, resolved", [
     ({}, ("fp32", False)),  # auto on CPU: fp32, contiguous (today's behaviour)
     ({"precision": "bf16"}, ("bf16", False)),
-    ({"precision": "bf16", "channels_last": True}, ("bf16", True)),
     ({"precision": "fp32", "channels_last": True}, ("fp32", True)),
     ({"precision": "fp16", "channels_last": "auto"}, ("fp16", False)),
 ])
@@ -84,6 +83,7 @@ def test_resolution_on_cpu(train: dict[str, Any], resolved: tuple[str, bool]) ->
 
 def test_auto_on_cuda_is_bf16_and_channels_last_where_supported(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = resolve_config({}).train
+    monkeypatch.setattr(precision_mod, "conv_gradient_check", lambda device, precision, channels_last: None)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     perf = RunPerformance.resolve(cfg, torch.device("cuda:0"))
     assert (perf.precision, perf.channels_last) == ("bf16", True)
@@ -110,6 +110,45 @@ def test_bad_values_are_one_line(key: str, value: Any, needle: str) -> None:
         resolve_config({"train": {key: value}})
     message = str(exc.value)
     assert "\n" not in message and f"train.{key}" in message and needle in message
+
+
+def test_conv_check_detects_wrong_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A convolution that is wrong only in channels_last is caught; the correct one passes."""
+    real = F.conv2d
+
+    def broken(x: torch.Tensor, w: torch.Tensor, *args: Any) -> torch.Tensor:
+        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            w = w * 1.5
+        return real(x, w, *args)
+
+    precision_mod.conv_gradient_check.cache_clear()
+    try:
+        assert precision_mod.conv_gradient_check(CPU, "fp32", True) is None
+        precision_mod.conv_gradient_check.cache_clear()
+        monkeypatch.setattr(precision_mod, "F", type("F", (), {"conv2d": staticmethod(broken)}))
+        assert precision_mod.conv_gradient_check(CPU, "fp32", False) is None
+        failure = precision_mod.conv_gradient_check(CPU, "fp32", True)
+        assert failure is not None and "output off by" in failure
+    finally:
+        precision_mod.conv_gradient_check.cache_clear()
+
+
+def test_a_wrong_combination_is_refused_or_avoided(monkeypatch: pytest.MonkeyPatch) -> None:
+    def check(device: torch.device, precision: str, channels_last: bool) -> str | None:
+        return "depthwise conv: weight gradient off" if channels_last else None
+
+    monkeypatch.setattr(precision_mod, "conv_gradient_check", check)
+    with pytest.raises(UserInputError, match=r"^train.channels_last: bf16 \+ channels_last computes wrong .* "
+                                             r"weight gradient off\); use channels_last: false$"):
+        RunPerformance.resolve(resolve_config({"train": {"precision": "bf16", "channels_last": True}}).train, CPU)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    perf = RunPerformance.resolve(resolve_config({}).train, torch.device("cuda:0"))  # auto: avoided
+    assert (perf.precision, perf.channels_last) == ("bf16", False)
+    monkeypatch.setattr(precision_mod, "conv_gradient_check", lambda device, precision, channels_last: "bad")
+    with pytest.raises(UserInputError, match=r"^train.precision: bf16 computes wrong convolution results"):
+        RunPerformance.resolve(resolve_config({"train": {"precision": "bf16"}}).train, CPU)
+    perf = RunPerformance.resolve(resolve_config({}).train, torch.device("cuda:0"))
+    assert (perf.precision, perf.channels_last) == ("fp32", False)
 
 
 def test_thread_scope_sets_and_restores() -> None:
@@ -143,7 +182,7 @@ def test_fit_runs_with_the_configured_threads(tmp_path: Path, monkeypatch: pytes
 
 # ----------------------------------------------------------------------------- what stays fp32
 def test_bf16_step_keeps_the_full_precision_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    stage = _stage(tmp_path, {"precision": "bf16", "channels_last": True})
+    stage = _stage(tmp_path, {"precision": "bf16"})
     step_fn = stage.step_fn
     seen: dict[str, Any] = {"conv_inputs": [], "mixing_autocast": []}
 
@@ -195,9 +234,25 @@ def test_bf16_step_keeps_the_full_precision_parts(tmp_path: Path, monkeypatch: p
         for name, t in module.state_dict().items():
             if isinstance(t, torch.Tensor) and t.is_floating_point():
                 assert t.dtype == torch.float32, name
-    # channels_last applies to the network's 4-d weights
-    conv = next(m for m in stage.net.modules() if isinstance(m, nn.Conv2d))
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_network_and_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = _stage(tmp_path, {"channels_last": True})
+    convs = [m for m in stage.net.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[-1] > 1
+             and m.weight.shape[1] > 1]  # (C, 1, k, k) depthwise weights are both formats at once
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert all(not m.weight.is_contiguous() for m in convs)
+    seen: list[bool] = []
+    original = stage.net.forward
+
+    def spy(x: torch.Tensor, weights: Any = None) -> Any:
+        seen.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return original(x, weights)
+
+    monkeypatch.setattr(stage.net, "forward", spy)
+    stage.step_fn.next_val_batch = lambda: _batch(1)
+    assert not stage.step_fn(_batch(0), 0).skipped
+    assert seen == [True, True]  # the training batch and the held-out batch
 
 
 def test_held_out_gradient_is_float32_from_a_bf16_forward(tmp_path: Path) -> None:
@@ -362,14 +417,16 @@ def test_fp16_unscales_before_clipping_and_the_arch_step(tmp_path: Path, monkeyp
 
 # ----------------------------------------------------------------------------- whole runs
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
-def test_bf16_search_exports_the_fp32_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision, channels_last", [("bf16", False), ("fp32", True)])
+def test_search_exports_the_fp32_model(tmp_path: Path, precision: str, channels_last: bool) -> None:
+    """The child of a bf16 (or channels_last) search: TorchScript == load_model == result.model."""
     raw = tiny_raw_config(tmp_path / "runs", **DHA)
-    raw["train"].update({"precision": "bf16", "channels_last": True, "epochs": 1})
-    raw["output"]["name"] = "bf16"
+    raw["train"].update({"precision": precision, "channels_last": channels_last, "epochs": 1})
+    raw["output"]["name"] = "run"
     result = dha_core.build(config=raw).fit()
-    run = tmp_path / "runs" / "bf16"
-    assert result.summary["performance"]["precision"] == "bf16"
-    assert result.summary["performance"]["channels_last"] is True
+    run = tmp_path / "runs" / "run"
+    assert result.summary["performance"]["precision"] == precision
+    assert result.summary["performance"]["channels_last"] is channels_last
     blob = torch.load(run / "model.pt", weights_only=True)
     assert all(t.dtype == torch.float32 for t in blob["state_dict"].values() if t.is_floating_point())
     assert all(t.is_contiguous() for t in blob["state_dict"].values())

@@ -124,7 +124,7 @@ def _wait_for_checkpoint(run: Path, proc: subprocess.Popen[str], timeout: float 
         time.sleep(0.01)
 
 
-DHA_BF16 = {**DHA_COMPONENTS, "train": {"precision": "bf16", "channels_last": True}}
+DHA_BF16 = {**DHA_COMPONENTS, "train": {"precision": "bf16"}}
 
 
 @pytest.mark.parametrize("components", [None, DHA_COMPONENTS, DHA_BF16], ids=["toy", "dha", "dha-bf16"])
