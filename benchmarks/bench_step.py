@@ -19,6 +19,23 @@ those calls inside the held-out step.
 
 Goals: DHA held_out <= 2.2x plain, next_train <= 1.15x plain, DHA cheaper than DARTS 2nd order.
 
+**Throughput settings** (``train.precision``, ``channels_last``, ``threads``, ``compile``): the
+DHA joint step (held_out and next_train) runs at
+
+* ``fp32``, ``fp32_cl`` (channels_last), ``bf16``, ``bf16_cl`` (bf16 + channels_last) on all
+  cores (a combination that ``dha`` refuses on this machine because its convolution check
+  fails is recorded as refused, with the reason),
+* ``fp32_1t``, ``bf16_1t``: on one thread (on a shared machine, one-thread timings suffer
+  least from other jobs, so they also give the cleaner precision comparison),
+* ``compile``: fp32 with ``torch.compile`` (only with ``--compile``: the first step compiles
+  for minutes on CPU),
+
+interleaved in rounds like the variants above, timed by wall clock (threads make process
+CPU time meaningless), min over rounds of the per-round mean. On a CUDA device the same
+settings (without the thread rows) run there too. Ratios: ``bf16_cl_vs_fp32`` (goal <= 0.8)
+and ``all_cores_vs_one`` (goal <= 0.65 on 2 cores), on the summed held_out + next_train
+step time; per-mode ratios are recorded too.
+
 Usage::
 
     python benchmarks/bench_step.py [--quick] [--json docs/results/step.json]
@@ -27,6 +44,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import platform
 import statistics
 import sys
@@ -38,6 +57,8 @@ from typing import Any
 import torch
 
 from dha_core.config import resolve_config
+from dha_core.errors import UserInputError
+from dha_core.precision import thread_scope
 from dha_core.searcher import Searcher
 from dha_core.stage import Stage
 
@@ -46,13 +67,27 @@ from dha_core.stage import Stage
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit  # noqa: E402
 
-GOALS = {"dha_held_out_vs_plain": 2.2, "dha_next_train_vs_plain": 1.15}
+GOALS = {"dha_held_out_vs_plain": 2.2, "dha_next_train_vs_plain": 1.15, "bf16_cl_vs_fp32": 0.8,
+         "all_cores_vs_one": 0.65}
+ALL_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+DHA_MODES = ("dha_held_out", "dha_next_train")
+# setting -> (train.precision, train.channels_last, threads (None: all cores), train.compile)
+SETTINGS: dict[str, tuple[str, bool, int | None, bool]] = {
+    "fp32": ("fp32", False, None, False),
+    "fp32_cl": ("fp32", True, None, False),
+    "bf16": ("bf16", False, None, False),
+    "bf16_cl": ("bf16", True, None, False),
+    "fp32_1t": ("fp32", False, 1, False),
+    "bf16_1t": ("bf16", False, 1, False),
+    "compile": ("fp32", False, None, True),
+}
 VARIANTS = ("plain", "dha_held_out", "dha_next_train", "darts2")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 MARKERS = ("<!-- bench_step:start -->", "<!-- bench_step:end -->")
 
 
-def variant_config(name: str, c: int, layers: int, batch: int, image_size: int) -> dict[str, Any]:
+def variant_config(name: str, c: int, layers: int, batch: int, image_size: int, device: str = "cpu",
+                   **train: Any) -> dict[str, Any]:
     relax, aug, hpo = {"name": "ista"}, {"name": "kornia"}, {"name": "fixed"}
     if name == "dha_held_out":
         hpo = {"name": "hypergrad", "hyper_batch": "held_out"}
@@ -67,7 +102,7 @@ def variant_config(name: str, c: int, layers: int, batch: int, image_size: int) 
         "hpo": hpo,
         "data": {"name": "synthetic", "num_train": 8 * batch, "num_test": 8, "image_size": image_size,
                  "val_fraction": 0.5},
-        "train": {"batch_size": batch, "device": "cpu", "progress": False, "seed": 0},
+        "train": {"batch_size": batch, "device": device, "progress": False, "seed": 0, **train},
     }
 
 
@@ -97,11 +132,85 @@ class CallTimer:
 
 
 def run_steps(stage: Stage, steps: int, step0: int) -> tuple[float, float]:
-    """Mean CPU and wall seconds per step over ``steps`` steps."""
+    """Mean CPU and wall seconds per step over ``steps`` steps (synchronising a GPU)."""
+    sync = torch.cuda.synchronize if stage.step_fn.device.type == "cuda" else (lambda: None)
+    sync()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for i in range(steps):
         stage.step_fn(stage.train_stream.next(), step0 + i)
+    sync()
     return (time.process_time() - cpu0) / steps, (time.perf_counter() - wall0) / steps
+
+
+def measure_throughput(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """Wall ms per DHA step under each throughput setting on ``device`` (see the module doc)."""
+    names = [n for n in SETTINGS if (args.compile or n != "compile") and (device == "cpu" or not n.endswith("_1t"))]
+    stages: dict[tuple[str, str], Stage] = {}
+    threads: dict[str, int] = {}
+    refused: dict[str, str] = {}
+    for setting in list(names):
+        precision, channels_last, n_threads, compile_ = SETTINGS[setting]
+        threads[setting] = n_threads or ALL_CORES
+        for mode in DHA_MODES:
+            cfg = variant_config(mode, args.C, args.layers, args.batch, args.image_size, device,
+                                 precision=precision, channels_last=channels_last, compile=compile_)
+            try:
+                searcher = Searcher(resolve_config(cfg))
+            except UserInputError as exc:  # the device's convolution check failed for this combination
+                refused[setting] = str(exc)
+                names.remove(setting)
+                break
+            searcher.prepare()
+            stages[(setting, mode)] = searcher.search_stage()
+
+    def scope(setting: str) -> contextlib.AbstractContextManager[None]:
+        return thread_scope(threads[setting]) if device == "cpu" else contextlib.nullcontext()
+
+    for (setting, _), stage in stages.items():
+        with scope(setting):
+            run_steps(stage, args.warmup + (1 if setting == "compile" else 0), 0)
+    wall: dict[str, dict[str, list[float]]] = {s: {m: [] for m in DHA_MODES} for s in names}
+    keys = list(stages)
+    for r in range(args.rounds):
+        for setting, mode in keys if r % 2 == 0 else reversed(keys):
+            with scope(setting):
+                _, w = run_steps(stages[(setting, mode)], args.steps, args.warmup + 1 + r * args.steps)
+            wall[setting][mode].append(w)
+    best = {s: {m: 1000 * min(v) for m, v in per.items()} for s, per in wall.items()}
+    total = {s: sum(per.values()) for s, per in best.items()}
+    pairs = {"bf16_cl_vs_fp32": ("bf16_cl", "fp32"), "bf16_vs_fp32": ("bf16", "fp32"),
+             "fp32_cl_vs_fp32": ("fp32_cl", "fp32"), "all_cores_vs_one": ("fp32", "fp32_1t"),
+             "bf16_vs_fp32_one_thread": ("bf16_1t", "fp32_1t"),
+             "compile_vs_fp32": ("compile", "fp32")}
+    ratios: dict[str, Any] = {"per_mode": {m: {} for m in DHA_MODES}}
+    for key, (a, b) in pairs.items():
+        if a in best and b in best:
+            ratios[key] = total[a] / total[b]
+            for m in DHA_MODES:
+                ratios["per_mode"][m][key] = best[a][m] / best[b][m]
+        elif key in ("bf16_cl_vs_fp32", "all_cores_vs_one"):
+            ratios[key] = None  # not measurable here (refused or no thread rows on this device)
+    return {"device": device, "threads": threads, "refused": refused, "ms_per_step_wall": best,
+            "ms_per_step_wall_median": {s: {m: 1000 * statistics.median(v) for m, v in per.items()}
+                                        for s, per in wall.items()},
+            "ratios": ratios}
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU's model name and the flags that matter for bf16 and vector width."""
+    info: dict[str, Any] = {"cores": ALL_CORES}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and "model" not in info:
+            info["model"] = value.strip()
+        if key.strip() == "flags" and "flags" not in info:
+            flags = value.split()
+            info["flags"] = [f for f in flags if f.startswith(("avx", "amx", "fma", "f16c"))]
+    return info
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,6 +236,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if name == "dha_held_out":
                 held_out_cpu_total += c * args.steps
     best = {n: min(v) for n, v in cpu.items()}
+    throughput = {"cpu": measure_throughput(args, "cpu")}
+    if torch.cuda.is_available() and not args.no_cuda:
+        throughput["cuda"] = measure_throughput(args, "cuda")
+    torch.set_num_threads(args.threads)
+    cpu_ratios = throughput["cpu"]["ratios"]
     ratios = {
         "dha_held_out_vs_plain": best["dha_held_out"] / best["plain"],
         "dha_next_train_vs_plain": best["dha_next_train"] / best["plain"],
@@ -139,18 +253,32 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {"C": args.C, "layers": args.layers, "batch": args.batch, "image_size": args.image_size,
                      "rounds": args.rounds, "steps_per_round": args.steps, "threads": args.threads,
                      "quick": args.quick, "clock": "process CPU time, min over rounds of the per-round mean"},
-        "machine": {"platform": platform.platform(), "torch": torch.__version__},
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpu": cpu_info(),
+                    "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                    "note": args.note},
         "ms_per_step_cpu": {n: 1000 * best[n] for n in VARIANTS},
         "ms_per_step_cpu_median": {n: 1000 * statistics.median(cpu[n]) for n in VARIANTS},
         "ms_per_step_wall_median": {n: 1000 * statistics.median(wall[n]) for n in VARIANTS},
-        "ratios": ratios,
+        "ratios": {**ratios, "bf16_cl_vs_fp32": cpu_ratios["bf16_cl_vs_fp32"],
+                   "all_cores_vs_one": cpu_ratios["all_cores_vs_one"]},
+        "throughput": throughput,
         "goals": GOALS,
         "goals_met": {
             "dha_held_out_vs_plain": ratios["dha_held_out_vs_plain"] <= GOALS["dha_held_out_vs_plain"],
             "dha_next_train_vs_plain": ratios["dha_next_train_vs_plain"] <= GOALS["dha_next_train_vs_plain"],
             "dha_cheaper_than_darts2": ratios["dha_held_out_vs_darts2"] < 1.0,
+            "bf16_cl_vs_fp32": _at_most(cpu_ratios["bf16_cl_vs_fp32"], GOALS["bf16_cl_vs_fp32"]),
+            "all_cores_vs_one": _at_most(cpu_ratios["all_cores_vs_one"], GOALS["all_cores_vs_one"]),
         },
     }
+
+
+def _at_most(value: float | None, goal: float) -> bool:
+    return value is not None and value <= goal
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -177,6 +305,35 @@ def markdown(result: dict[str, Any]) -> str:
         f"- Policy (augmentation + policy step) share of the DHA step: **{100 * r['policy_share_of_dha_step']:.1f}%**"
         " (goal <= 10%)",
     ]
+    for device, t in result["throughput"].items():
+        lines += ["", f"Throughput settings on {device} (wall ms per DHA step, min over rounds; threads: all = "
+                  f"{ALL_CORES if device == 'cpu' else '-'}):", "",
+                  "| setting | threads | held_out | next_train | vs fp32 |", "|---|---:|---:|---:|---:|"]
+        ms = t["ms_per_step_wall"]
+        fp32 = sum(ms["fp32"].values())
+        for setting, per in ms.items():
+            lines.append(f"| {setting} | {t['threads'][setting] if device == 'cpu' else '-'} | "
+                         f"{per['dha_held_out']:.1f} | {per['dha_next_train']:.1f} | "
+                         f"{sum(per.values()) / fp32:.2f}x |")
+        for setting, why in t["refused"].items():
+            lines.append(f"| {setting} | refused | - | - | - |")
+        tr = t["ratios"]
+        lines += ["", f"- bf16 + channels_last vs fp32: **{_ratio(tr['bf16_cl_vs_fp32'])}** (goal <= 0.8: "
+                  f"{'met' if _at_most(tr['bf16_cl_vs_fp32'], 0.8) else 'missed'})"]
+        for key, label in (("bf16_vs_fp32", "bf16 vs fp32"), ("bf16_vs_fp32_one_thread", "bf16 vs fp32, one thread"),
+                           ("fp32_cl_vs_fp32", "fp32 channels_last vs fp32"),
+                           ("compile_vs_fp32", "compile vs fp32 (after compiling)")):
+            if key in tr:
+                lines.append(f"- {label}: **{tr[key]:.2f}x**")
+        if tr.get("all_cores_vs_one") is not None or device == "cpu":
+            lines.append(f"- all {ALL_CORES} cores vs one: **{_ratio(tr.get('all_cores_vs_one'))}** (goal <= 0.65 on "
+                         f"2 cores: {'met' if _at_most(tr.get('all_cores_vs_one'), 0.65) else 'missed'})")
+        for setting, why in t["refused"].items():
+            lines.append(f"- {setting} refused: {why}")
+    cpu = result["machine"]["cpu"]
+    lines += ["", f"CPU: {cpu.get('model', '?')}, {cpu['cores']} cores; flags: {' '.join(cpu.get('flags', []))}."]
+    if result["machine"].get("note"):
+        lines.append(f"Note: {result['machine']['note']}")
     return "\n".join(lines)
 
 
@@ -192,7 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default 5; 2 with --quick)")
     parser.add_argument("--steps", type=int, default=None, help="steps per round (default 3; 1 with --quick)")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="threads of the plain/DHA/DARTS comparison")
+    parser.add_argument("--compile", action="store_true", help="add the torch.compile row (compiles for minutes)")
+    parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA rows even when a GPU is present")
+    parser.add_argument("--note", default="", help="a remark stored with the results (e.g. machine load)")
     args = parser.parse_args(argv)
     args.C = args.C or (4 if args.quick else 8)
     args.layers = args.layers or (3 if args.quick else 5)

@@ -96,6 +96,24 @@ class TrainConfig(StrictModel):
         if isinstance(value, bool):  # the former boolean field
             return "auto" if value else "off"
         return value
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="Autocast precision of the network's forward: auto (bf16 on CUDA with bf16 support, "
+        "else fp32), fp32, bf16 or fp16 (with a GradScaler).",
+    )
+    channels_last: Literal["auto"] | bool = Field(
+        "auto", description="channels_last memory format for the network and its input batches; auto: "
+        "true on CUDA under bf16/fp16, else false."
+    )
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads; null: torch's choice (all cores).")
+    compile: bool = Field(False, description="torch.compile the network's training forward.")
+
+    @field_validator("channels_last", mode="before")
+    @classmethod
+    def _check_channels_last(cls, value: Any) -> Any:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError("must be auto, true or false")
 
     @field_validator("device")
     @classmethod

@@ -16,6 +16,13 @@ step runs on every rank with that rank's shard of the batch: the training forwar
 through DDP, the searched parameters' gradients and the held-out gradient are averaged
 across ranks, and the loss that decides whether a step is skipped is the global one, so
 every rank takes the same decisions (see :mod:`dha_core.distributed`).
+
+Precision, memory format and compile come from a :class:`~dha_core.precision.RunPerformance`
+(``perf``): only the network's forward runs under autocast (the training forward and the
+held-out hypergradient's), the mixing weights are computed before autocast is entered and
+the losses are taken on float32 logits. Under fp16 a ``GradScaler`` scales the training
+loss (and the held-out one); a step whose scaled gradients overflow is skipped and the
+scale backs off, which is not counted as a non-finite step.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from torch import nn
 
 from dha_core.errors import NonFiniteError
 from dha_core.interfaces import ArchRelaxation, ArchStepContext, AugmentationPolicy, HyperOptimizer
+from dha_core.precision import RunPerformance, ScaledParams
 
 if TYPE_CHECKING:
     from dha_core.distributed import DistContext
@@ -78,6 +86,8 @@ class JointStep:
             generator seeded from ``(sample_seed, rank, step)``.
         dist: The distributed context, or None for a single process.
         sample_seed: Seed of the per-rank sample generator (distributed only).
+        perf: Precision, memory format and compile settings; None: fp32, contiguous,
+            eager (the network must already be in ``perf``'s memory format).
     """
 
     def __init__(
@@ -95,6 +105,8 @@ class JointStep:
         generator: torch.Generator | None,
         dist: DistContext | None = None,
         sample_seed: int = 0,
+        *,
+        perf: RunPerformance | None = None,
     ) -> None:
         self.net = net
         self.relax = relax
@@ -110,11 +122,18 @@ class JointStep:
         self.weights: list[torch.Tensor] = [p for g in hpo.param_groups for p in g["params"]]
         self.nonfinite_total = 0
         self.nonfinite_run = 0
+        self.scaler_skipped = 0
         self.dist = dist
         self.sample_seed = sample_seed
-        self.forward_net: nn.Module = net
+        self.perf = perf if perf is not None else RunPerformance(device)
+        self.scaler = self.perf.grad_scaler()
+        self._scaled = ScaledParams([*self.weights, *relax.arch_parameters()])
+        # The module whose forward the training step and the hyper forward call (compiled
+        # or not); ``net`` itself stays the uncompiled module (state dicts, derive, eval).
+        self.hyper_net: nn.Module = self.perf.compile_module(net)
+        self.forward_net: nn.Module = self.hyper_net
         if dist is not None:
-            self.forward_net = dist.wrap(net)
+            self.forward_net = dist.wrap(self.hyper_net)
             # Plugins take their own optimizer steps on these: average each gradient as
             # autograd produces it, so that every rank steps identically.
             self._hooks = dist.average_grads_of([*relax.arch_parameters(), *aug.parameters()])
@@ -126,15 +145,34 @@ class JointStep:
         x, y = batch
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
-    def mean_loss(self, batch: Batch) -> torch.Tensor:
-        """Mean cross-entropy of the supernet on a clean batch under the current weights."""
+    def mean_loss(self, batch: Batch, *, low_precision: bool = True) -> torch.Tensor:
+        """Mean cross-entropy of the supernet on a clean batch under the current weights.
+
+        Args:
+            batch: ``(images in [0, 1], labels)``.
+            low_precision: Run the network's forward under the configured autocast
+                (False: float32 whatever the setting, for architecture steps).
+        """
         x, y = self._to_device(batch)
-        logits, _ = split_output(self.net(self.normalize(x), self.relax.mixing_weights()))
-        return F.cross_entropy(logits, y)
+        x = self.perf.prepare_input(self.normalize(x))
+        weights = self.relax.mixing_weights()
+        if not low_precision:
+            return F.cross_entropy(split_output(self.net(x, weights))[0].float(), y)
+        with self.perf.autocast():
+            out = self.hyper_net(x, weights)
+        return F.cross_entropy(split_output(out)[0].float(), y)
+
+    def _full_precision_loss(self, batch: Batch) -> torch.Tensor:
+        return self.mean_loss(batch, low_precision=False)
 
     def _hyper_grad(self) -> Sequence[torch.Tensor | None]:
         loss = self.mean_loss(self.next_val_batch())
-        grads = torch.autograd.grad(loss, self.weights, allow_unused=True)
+        if self.scaler is None:
+            grads = torch.autograd.grad(loss, self.weights, allow_unused=True)
+        else:  # fp16: scale so that small gradients do not flush to zero, then unscale
+            scale = self.scaler.get_scale()
+            scaled = torch.autograd.grad(loss * scale, self.weights, allow_unused=True)
+            grads = tuple(None if g is None else g / scale for g in scaled)
         if self.dist is not None:
             # The gradient of the global held-out batch: the same h, hence lr/wd, on all ranks.
             return self.dist.average(grads)
@@ -148,7 +186,7 @@ class JointStep:
     def _arch_context(self, train_batch: Batch | None, val_batch: Batch | None, step: int) -> ArchStepContext:
         hyper = self.hpo.hyperparameters()
         return ArchStepContext(
-            loss=self.mean_loss,
+            loss=self._full_precision_loss,
             weight_params=self.weights,
             weight_lr=float(hyper["lr"]),
             weight_momentum=float(self.hpo.momentum),
@@ -178,11 +216,16 @@ class JointStep:
         self.hpo.zero_grad()
         x, y = self._to_device(batch)
         x_aug, plan = self.aug(x, generator=self._aug_generator(step))
-        logits, aux = split_output(self.forward_net(self.normalize(x_aug), self.relax.mixing_weights()))
+        x_in = self.perf.prepare_input(self.normalize(x_aug))
+        weights = self.relax.mixing_weights()  # full precision: outside autocast
+        with self.perf.autocast():
+            out = self.forward_net(x_in, weights)
+        logits, aux = split_output(out)
+        logits = logits.float()  # a no-op under fp32
         per_sample = F.cross_entropy(logits, y, reduction="none")
         loss = per_sample.mean()
         if aux is not None and self.aux_weight > 0:
-            loss = loss + self.aux_weight * F.cross_entropy(aux, y)
+            loss = loss + self.aux_weight * F.cross_entropy(aux.float(), y)
         with torch.no_grad():
             acc_t = (logits.argmax(1) == y).float().mean()
         loss_t = loss.detach()
@@ -195,19 +238,38 @@ class JointStep:
         if self.aug.learnable:
             metrics.update(_prefixed("policy", self.aug.policy_step(per_sample.detach(), plan)))
 
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self._scaled)  # type: ignore[arg-type]  # weights and arch parameters
         grad_norm = _clip(self.weights, self.grad_clip)
         if not math.isfinite(grad_norm):
             self.hpo.zero_grad()
+            if self.scaler is not None:
+                return self._scaler_skip(metrics)
             return self._skip("gradient", metrics)
 
         if not self.relax.bilevel and self.relax.arch_parameters():
             metrics.update(_prefixed("arch", self.relax.arch_step(self._arch_context(batch, None, step))))
 
         metrics.update(self.hpo.step(self._hyper_grad))
+        if self.scaler is not None:
+            self.scaler.update()
+            metrics["grad_scale"] = float(self.scaler.get_scale())
         self.nonfinite_run = 0
         metrics.update({"loss": loss_t.item(), "acc": acc_t.item(), "grad_norm": grad_norm})  # type: ignore[union-attr]
         return StepOutcome(metrics)
+
+    def _scaler_skip(self, metrics: dict[str, float]) -> StepOutcome:
+        """fp16: the scaled gradients overflowed. The scale backs off and the step is skipped,
+        as ``GradScaler.step`` would; this is routine, not a non-finite error."""
+        assert self.scaler is not None
+        self.scaler.update()
+        self.scaler_skipped += 1
+        log.debug("fp16 gradients overflowed: step skipped, loss scale now %g", self.scaler.get_scale())
+        metrics.update({"skipped": 1.0, "scaler_skipped": 1.0, "grad_scale": float(self.scaler.get_scale())})
+        return StepOutcome(metrics, skipped=True)
 
     def _skip(self, what: str, metrics: dict[str, float]) -> StepOutcome:
         self.nonfinite_total += 1

@@ -34,6 +34,7 @@ from dha_core.interfaces import SearchSpace
 from dha_core.joint_step import JointStep, split_output
 from dha_core.model_io import NormalizedModel, save_model
 from dha_core.progress import ProgressReporter
+from dha_core.precision import RunPerformance, thread_scope
 from dha_core.rundir import MetricsLog, RunDir, default_run_name
 from dha_core.runtime import resolve_device, rng_state, seed_everything, set_rng_state
 from dha_core.stage import NoArchitecture, Stage
@@ -142,6 +143,7 @@ class Searcher:
         name = config.output.name or default_run_name(config)
         self.run = RunDir(Path(run_dir) if run_dir is not None else Path(config.output.dir) / name)
         self.device = resolve_device(config.train.device)
+        self.perf = RunPerformance.resolve(config.train, self.device)  # precision, memory format, compile
         self.metrics = MetricsLog()
         self.global_step = 0
         self.wall_before = 0.0
@@ -181,7 +183,7 @@ class Searcher:
     def _make_stage(self, name: str, net: Any, relax: Any, aug_cfg: Any, hpo_cfg: Any, epochs: int | None,
                     time_budget_s: float | None, seed_offset: int) -> Stage:
         cfg = self.config.train
-        net = net.to(self.device)
+        net = self.perf.prepare_module(net.to(self.device))
         relax = relax.to(self.device)
         aug = comp.build_aug(aug_cfg, self.bundle.spec).to(self.device)
         hpo = comp.build_hpo(hpo_cfg)
@@ -200,7 +202,7 @@ class Searcher:
         generator = torch.Generator().manual_seed(seed + 104729)
         step_fn = JointStep(net, relax, aug, hpo, self._normalizer(self.bundle.spec), self.device,
                             val_stream.next, cfg.grad_clip, cfg.aux_weight, cfg.max_nonfinite_steps, generator,
-                            dist=self.dist, sample_seed=seed + 130363)
+                            dist=self.dist, sample_seed=seed + 130363, perf=self.perf)
         budget = StageBudget(total_steps, time_budget_s, self.clock)
         return Stage(name, net, relax, aug, hpo, epochs, steps, train_stream, val_stream, step_fn, generator,
                      budget=budget)
@@ -270,8 +272,10 @@ class Searcher:
             self.dist = DistContext.start(self.device)
         if self.dist is not None:
             self.device = self.dist.device
+            self.perf = RunPerformance.resolve(self.config.train, self.device)
         try:
-            result = self._fit()
+            with thread_scope(self.config.train.threads):
+                result = self._fit()
         except BaseException:
             # Another rank may never reach a barrier now: leave without waiting for it.
             if started_here and self.dist is not None:
@@ -516,6 +520,7 @@ class Searcher:
         else:
             assert isinstance(stage.net, FixedNetwork)
             child = stage.net.net
+        self.perf.restore_module(child)  # the saved model is contiguous fp32, like a reload
         model = NormalizedModel(child, self.bundle.spec["mean"], self.bundle.spec["std"]).to(self.device).eval()
         if self.dist is None:
             return self._evaluate_and_write(model, child, stage)
@@ -567,6 +572,7 @@ class Searcher:
             "wall_s": self._elapsed(),
             "components": {k: getattr(self.config, k).name for k in ("space", "relax", "aug", "hpo", "data")},
             "device": str(self.device),
+            "performance": self.perf.describe(),
         }
         for name in ("retrain", "finetune"):
             if f"{name}_hpo" in self.reports:

@@ -74,6 +74,8 @@ class Stage:
         state["val_stream"] = self.val_stream.state_dict()
         state["generator"] = self.generator.get_state()
         state["nonfinite_total"] = self.step_fn.nonfinite_total
+        scaler = self.step_fn.scaler
+        state["grad_scaler"] = scaler.state_dict() if scaler is not None else None
         state["history"] = self.history
         state["budget"] = self.budget.state_dict()
         return state
@@ -90,5 +92,7 @@ class Stage:
         self.val_stream.load_state_dict(state["val_stream"])
         self.generator.set_state(state["generator"])
         self.step_fn.nonfinite_total = int(state["nonfinite_total"])
+        if self.step_fn.scaler is not None and state.get("grad_scaler") is not None:
+            self.step_fn.scaler.load_state_dict(state["grad_scaler"])
         self.history = state["history"]
         self.budget.load_state_dict(state["budget"])

@@ -51,6 +51,10 @@ def assert_bad_input(code: int, err: str, *needles: str) -> None:
     ([], {"data": {"name": "imagefolder", "root": "/does/not/exist"}}, ["data.root", "/does/not/exist"]),
     ([], {"data": {"name": "cifar10", "root": "/does/not/exist"}}, ["data.root", "/does/not/exist"]),
     (["--set", "train.device=gpu7"], {}, ["train.device"]),
+    (["--set", "train.precision=fp8"], {}, ["train.precision", "'bf16'"]),
+    (["--set", "train.channels_last=sometimes"], {}, ["train.channels_last", "auto, true or false"]),
+    (["--set", "train.threads=0"], {}, ["train.threads", "greater than or equal to 1"]),
+    (["--set", "train.compile=maybe"], {}, ["train.compile", "boolean"]),
 ])
 def test_bad_config_exits_2_with_one_line_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv_tail: list[str], sections: dict[str, Any],

@@ -140,7 +140,10 @@ def _long_tiny_config(tmp_path: Path, components: dict[str, Any] | None = None) 
     raw["space"]["channels"] = 8
     raw["train"].update({"epochs": 4, "checkpoint_every": 2})
     if components:
+        components = dict(components)
+        train = components.pop("train", {})
         raw.update(components)
+        raw["train"].update(train)
         raw["data"].update({"num_train": 128})
         raw["train"].update({"epochs": 2, "batch_size": 16})
     path = tmp_path / "long.yaml"
@@ -157,12 +160,17 @@ def _wait_for_checkpoint(run: Path, proc: subprocess.Popen[str], timeout: float 
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("components", [None, DHA_COMPONENTS], ids=["toy", "dha"])
+DHA_BF16 = {**DHA_COMPONENTS, "train": {"precision": "bf16"}}
+
+
+@pytest.mark.parametrize("components", [None, DHA_COMPONENTS, DHA_BF16], ids=["toy", "dha", "dha-bf16"])
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path, components: dict[str, Any] | None) -> None:
     config = _long_tiny_config(tmp_path, components)
     full = _cli(tmp_path / "full-log", "search", "--config", str(config), "--out", str(tmp_path / "full"))
     assert full.wait(timeout=300) == 0, _err(tmp_path / "full-log")
     reference = json.loads((tmp_path / "full" / "summary.json").read_text())
+    if components and "train" in components:  # the run really used the setting under test
+        assert reference["performance"]["precision"] == components["train"]["precision"]
 
     run = tmp_path / "killed"
     proc = _cli(tmp_path / "killed-log", "search", "--config", str(config), "--out", str(run))
