@@ -208,9 +208,12 @@ class Searcher:
                      budget=budget)
 
     def prepare(self) -> None:
-        """Builds the dataset (all splits) and the space; nothing is written."""
+        """Builds the dataset (all splits) and the space, and checks that the relaxation can
+        be set up on it (e.g. that ``relax=fixed``'s genotype exists and fits); nothing is written."""
         self.bundle = comp.build_dataset(self.config)
         self.space: SearchSpace = comp.build_space(self.config.space, self.bundle.spec)
+        comp.build_relax(self.config.relax, self.space, None, epochs=self.config.train.epochs,
+                         seed=self.config.train.seed)
 
     def search_stage(self) -> Stage:
         """The search stage's components, ready to step (after :meth:`prepare`)."""

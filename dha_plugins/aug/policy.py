@@ -82,9 +82,9 @@ class PolicyConfig(FixedOpsConfig):
     policy: Literal["pair", "single"] = "pair"
     magnitude_max: float = Field(op_levels.MAX_LEVEL, gt=0.0, le=op_levels.MAX_LEVEL)
     temperature: float = Field(0.5, gt=0.0)
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    baseline: Literal["none", "batch_mean"] = "none"
-    lr: float = Field(0.5, gt=0.0)
+    optimizer: Literal["sgd", "adam"] = "adam"
+    baseline: Literal["none", "batch_mean"] = "batch_mean"
+    lr: float = Field(0.05, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
     weight_decay: float = Field(0.0, ge=0.0)

@@ -53,11 +53,11 @@ class HypergradHPOConfig(ComponentConfig):
     nesterov: bool = Field(False, description="SGD Nesterov momentum.")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
     eps: float = Field(1e-8, gt=0, description="AdamW denominator term.")
-    lr_low: float = Field(1e-3, gt=0, description="Lower bound of the lr.")
-    lr_up: float = Field(0.1, gt=0, description="Upper bound of the lr.")
+    lr_low: float = Field(5e-3, gt=0, description="Lower bound of the lr.")
+    lr_up: float = Field(0.5, gt=0, description="Upper bound of the lr.")
     lr_init: float | None = Field(None, gt=0, description="Initial lr; None: midpoint of the bounds.")
-    wd_low: float = Field(1e-5, gt=0, description="Lower bound of the weight decay.")
-    wd_up: float = Field(1e-3, gt=0, description="Upper bound of the weight decay.")
+    wd_low: float = Field(3e-5, gt=0, description="Lower bound of the weight decay.")
+    wd_up: float = Field(3e-3, gt=0, description="Upper bound of the weight decay.")
     wd_init: float | None = Field(None, gt=0, description="Initial wd; None: midpoint of the bounds.")
     log_space: bool = Field(
         True,

@@ -21,7 +21,7 @@ from tests.conftest import tiny_raw_config
 def test_lr_started_too_low_rises_threefold(tmp_path: Path, hyper_batch: str, seed: int) -> None:
     raw = tiny_raw_config(
         tmp_path / "runs",
-        hpo={"name": "hypergrad", "lr_init": 0.001, "hyper_batch": hyper_batch, "decay": "none"},
+        hpo={"name": "hypergrad", "lr_low": 1e-4, "lr_init": 0.001, "hyper_batch": hyper_batch, "decay": "none"},
         data={"name": "synthetic", "num_train": 512, "num_test": 64, "image_size": 8},
         space={"name": "tiny", "channels": 8},
     )

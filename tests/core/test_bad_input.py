@@ -58,6 +58,15 @@ BAD_INPUTS: list[tuple[str, list[str]]] = [
     ("search -c {cfg} --set train.epochs=0", ["train.epochs", "greater than or equal to 1"]),
     ("search -c {cfg} --set train.max_steps_per_epoch=0", ["train.max_steps_per_epoch"]),
     ("search -c {cfg} --set train.workers=-1", ["train.workers"]),
+    ("search -c {cfg} --set train.time_budget_s=0", ["train.time_budget_s", "greater than 0"]),
+    ("search -c {cfg} --set train.search_fraction=0", ["train.search_fraction", "greater than 0"]),
+    ("search -c {cfg} --set train.search_fraction=1.5", ["train.search_fraction", "less than or equal to 1"]),
+    ("search -c {cfg} --set relax.name=fixed", ["relax.genotype", "Field required"]),
+    ("search -c {cfg} --set relax.name=fixed --set relax.genotype=NOPE",
+     ["relax.genotype", "'NOPE'", "neither a genotype this space names", "genotype.json"]),
+    ("search -c {cfg} --set relax.name=fixed --set relax.genotype={file}", ["relax.genotype", "cannot read"]),
+    ("search -c {cfg} --set relax.name=fixed --set relax.genotype={tmp}/geno.json",
+     ["relax.genotype", "does not fit this space"]),
     ("search -c {cfg} --set train.seed=-1", ["train.seed"]),
     ("search -c {cfg} --set train.seed=99999999999999999999", ["train.seed", "less than or equal"]),
     ("search -c {cfg} --set train.device=gpu7", ["train.device"]),
@@ -202,6 +211,7 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (files / "list.yaml").write_text("[1, 2]\n")
     (files / "binary.yaml").write_bytes(b"\xff\xfe\x00 not text")
     (files / "tab.yaml").write_text("a:\n\t- b\n")
+    (files / "geno.json").write_text('{"bogus/group": []}')
     plain = base / "plain-file"
     plain.write_text("x")
     return {"base": base, "cfg": cfg, "done": done, "unfinished": unfinished, "corrupt": corrupt, "badcfg": badcfg,

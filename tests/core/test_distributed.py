@@ -36,7 +36,7 @@ from dha_core.distributed import ShardedBatchStream, rank_seed
 from tests.conftest import tiny_raw_config
 
 WORLD = 2
-TIMING_KEYS = {"wall_s", "stage_wall_s"}
+TIMING_KEYS = {"wall_s", "stage_wall_s", "stage_train_s", "budget_used"}
 
 
 # --------------------------------------------------------------------------- configs

@@ -21,7 +21,7 @@ from dha_core.errors import NonFiniteError
 from tests.conftest import tiny_raw_config
 
 RUN_FILES = ["config.yaml", "summary.json", "model.pt", "genotype.json", "metrics.csv", "checkpoints/last.pt"]
-TIMING_KEYS = {"wall_s", "stage_wall_s"}
+TIMING_KEYS = {"wall_s", "stage_wall_s", "stage_train_s", "budget_used"}
 
 
 def comparable(summary: dict[str, Any]) -> dict[str, Any]:

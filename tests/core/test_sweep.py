@@ -18,7 +18,7 @@ from dha_core.errors import UserInputError
 from dha_core.sweep import CHECKPOINT_FILES, RayOptions, Sweep, parse_grid, run_trial, sweep_csv, sweep_table
 from tests.conftest import tiny_raw_config
 
-TIMING_KEYS = {"wall_s", "stage_wall_s"}
+TIMING_KEYS = {"wall_s", "stage_wall_s", "stage_train_s", "budget_used"}
 
 
 def write_config(tmp_path: Path, **train: Any) -> Path:

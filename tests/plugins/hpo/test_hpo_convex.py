@@ -55,6 +55,7 @@ def test_hypergrad_raises_small_lr_and_beats_fixed(mode: str, momentum: float) -
         HypergradHPOConfig(
             lr_low=1e-3, lr_up=10.0, lr_init=LR0, wd_low=1e-6, wd_up=1e-2, wd_init=WD0,
             momentum=momentum, lr_hyper_lr=1.0, wd_hyper_lr=1e-3, hyper_batch=mode,
+            hyper_optimizer="sgd", log_space=False, decay="none",
         )
     )
     hyper_loss = _train(hypergrad)

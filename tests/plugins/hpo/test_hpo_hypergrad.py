@@ -78,7 +78,10 @@ def _closure(net: nn.Module, groups: list[dict], batch: tuple[Tensor, Tensor]) -
 
 
 def _hypergrad(opt: dict, **overrides) -> HypergradHyperOptimizer:
-    fields = {"lr_init": LR0, "wd_init": WD0, "wd_low": 1e-5, "wd_up": 1e-2, "lr_hyper_lr": 0.0, "wd_hyper_lr": 0.0}
+    # The closed-form math is checked on plain SGD steps in linear space without decay (the
+    # adam hyper-optimizer, log space and decay have their own tests below).
+    fields = {"lr_init": LR0, "wd_init": WD0, "wd_low": 1e-5, "wd_up": 1e-2, "lr_hyper_lr": 0.0, "wd_hyper_lr": 0.0,
+              "hyper_optimizer": "sgd", "log_space": False, "decay": "none"}
     return HypergradHyperOptimizer(HypergradHPOConfig(**(OPTIMIZERS[opt] | fields | overrides)))
 
 
@@ -308,7 +311,7 @@ def test_clamped_to_bounds() -> None:
 
 
 def test_starts_at_midpoint_or_given_value() -> None:
-    hpo = HypergradHyperOptimizer(HypergradHPOConfig(lr_low=0.01, lr_up=0.03, wd_low=1e-4, wd_up=3e-4))
+    hpo = HypergradHyperOptimizer(HypergradHPOConfig(lr_low=0.01, lr_up=0.03, wd_low=1e-4, wd_up=3e-4, log_space=False))
     hpo.attach(_groups(_net(), "shared"), 1)
     assert hpo.hyperparameters() == pytest.approx({"lr": 0.02, "wd": 2e-4})
     hpo = HypergradHyperOptimizer(HypergradHPOConfig(lr_low=0.01, lr_up=0.04, log_space=True, wd_init=5e-4))
@@ -502,3 +505,42 @@ def test_empty_group_is_harmless(per_group: bool) -> None:
     metrics = _train_ours(hpo, net, groups, 2)
     assert all(m["hyper_applied"] == 1.0 and math.isfinite(m["hypergrad_lr"]) for m in metrics)
     assert hpo.hyperparameters()["lr"] != LR0  # the primary group (backbone) still learns
+
+
+# ----------------------------------------------------------------------------- search defaults
+def test_adam_hyper_step_is_normalised() -> None:
+    """Adam's first step moves the raw value by exactly its step size, whatever the scale of
+    the hypergradient (the reason it is the default: hypergradients span orders of magnitude)."""
+    from dha_plugins.hpo.hypergrad import LearnedScalar
+
+    for scale in (1e-6, 1.0, 1e4):
+        x = LearnedScalar(1e-3, 1.0, 0.05, log_space=True, step_size=0.02, momentum=0.0, nesterov=False,
+                          optimizer="adam")
+        start = float(x.raw)
+        x.descend(-scale)  # "the loss falls as the lr grows"
+        assert float(x.raw) - start == pytest.approx(0.02, rel=1e-4)
+
+
+def test_cosine_decay_scales_the_used_lr_and_the_hypergradient() -> None:
+    net = _net()
+    groups = _groups(net, "shared")
+    hpo = _hypergrad("sgd", decay="cosine", decay_final=0.1)
+    hpo.attach(groups, total_steps=0)
+    hpo.on_progress(0.0)
+    assert hpo.hyperparameters()["lr"] == pytest.approx(LR0)
+    hpo.on_progress(0.5)
+    assert hpo.hyperparameters()["lr"] == pytest.approx(LR0 * 0.55)
+    hpo.on_progress(1.0)
+    assert hpo.hyperparameters()["lr"] == pytest.approx(LR0 * 0.1)
+    assert hpo.report()["learned_lr"] == [pytest.approx(LR0)]
+    # The learned lr's hypergradient is factor x dL/dlr (chain rule through lr = learned x factor).
+    hpo.zero_grad()
+    _loss(net, TRAIN[0]).backward()
+    metrics = hpo.step(_closure(net, groups, HYPER))
+    assert metrics["lr"] == pytest.approx(LR0 * 0.1)
+    assert metrics["lr_learned"] == pytest.approx(LR0)
+
+
+def test_defaults_learn_in_log_space_with_adam_and_decay() -> None:
+    cfg = HypergradHPOConfig()
+    assert (cfg.log_space, cfg.hyper_optimizer, cfg.decay) == (True, "adam", "cosine")

@@ -8,6 +8,7 @@ timm backbone).
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,7 +51,26 @@ def _space(name: str) -> Any:
     return REGISTRY.create("space", cfg, data_spec=SPEC)
 
 
+def _genotype_file(space: Any) -> str:
+    """A genotype.json of a valid selection of ``space`` (what ``relax=fixed`` reads)."""
+    import json
+    import tempfile
+
+    uniform = REGISTRY.create("relax", REGISTRY.get("relax", "uniform").config())
+    uniform.setup(space.choice_groups(), space)
+    # One file per space, so that two relaxations built for the same space report alike.
+    path = Path(tempfile.gettempdir()) / f"dha-contract-{type(space).__name__}-genotype.json"
+    path.write_text(json.dumps(space.genotype(uniform.selection()) if space.choice_groups() else {}))
+    return str(path)
+
+
+# Relaxations with required fields: a value that fits any space.
+REQUIRED: dict[str, Any] = {"fixed": lambda space: {"genotype": _genotype_file(space)}}
+
+
 def _relax(name: str, space: Any, **overrides: Any) -> Any:
+    if name in REQUIRED:
+        overrides = {**REQUIRED[name](space), **overrides}
     relax = REGISTRY.create("relax", REGISTRY.get("relax", name).config(**overrides))
     relax.setup(space.choice_groups(), space)
     return relax

@@ -29,8 +29,13 @@ def _tiny(**cfg: Any) -> Any:
     return reg.create("space", reg.get("space", "tiny").config(**cfg), data_spec=SPEC)
 
 
+# The mechanics below are tested without the search schedule: recovery at epoch ends only,
+# no probes, constant step size (each has its own tests).
+MECHANICS = {"recover_every": None, "probes": 0, "lr_decay": "none", "init_std": 1.0, "lr": 3e-4}
+
+
 def _ista(space: Any, **cfg: Any) -> IstaRelaxation:
-    relax = IstaRelaxation(IstaConfig(**cfg))
+    relax = IstaRelaxation(IstaConfig(**{**MECHANICS, **cfg}))
     relax.setup(space.choice_groups(), space)
     return relax
 
@@ -389,7 +394,7 @@ def test_state_dict_round_trip_with_frozen_and_folded_nodes() -> None:
 
 
 def test_zero_groups() -> None:
-    relax = IstaRelaxation(IstaConfig(early_stop=True))
+    relax = IstaRelaxation(IstaConfig(**{**MECHANICS, "early_stop": True}))
     relax.setup([])
     assert relax.mixing_weights().values == {} and relax.selection() == {}
     assert relax.arch_step(_ctx())["ista/frozen"] == 0
@@ -399,7 +404,84 @@ def test_zero_groups() -> None:
 
 def test_group_with_a_single_edge_and_keep_one() -> None:
     group = ChoiceGroup("stage1/block0", ("in",), ("k3e3", "k5e6", "k7e6", "zero"), keep=1, none_op=None)
-    relax = IstaRelaxation(IstaConfig(init_std=0.5))
+    relax = IstaRelaxation(IstaConfig(**{**MECHANICS, "init_std": 0.5}))
     relax.setup([group])
     (pair,) = relax.mixing_weights().active[group.name]
     assert pair[0] == 0 and len(relax.selection()[group.name]) == 1
+
+
+# ----------------------------------------------------------------------------- search schedule
+def test_probes_do_not_change_the_output_and_send_their_gradient_to_b() -> None:
+    """A probed candidate has weight value 0 and the sparse-code gradient ``a_k`` in ``b``:
+    the first-order effect of adding it, checked against a finite difference of the dense code."""
+    space = _tiny(keep=1)
+    relax = _ista(space, probes=1)
+    relax.train()
+    node = relax.nodes[1]
+    weights = relax.mixing_weights()
+    name = node.group.name
+    plain = node.dense()
+    assert torch.equal(weights.values[name].detach(), plain.detach())
+    probes = [i for i in weights.active[name] if i not in node.active_pairs()]
+    assert len(probes) == 1
+    edge, op = probes[0]
+    k = edge * len(node.group.ops) + op
+    assert k not in node._support
+    # d(weight_k)/db = a_k: the gradient of a linear read-out of the probe's weight.
+    (weights.values[name][edge, op] * 3.0).backward()
+    assert torch.allclose(node.b.grad, 3.0 * node.A[:, k])
+    relax.eval()
+    assert relax.mixing_weights().active[name] == node.active_pairs()  # no probes outside training
+
+
+def test_probes_are_a_function_of_the_step_count() -> None:
+    space = _tiny(keep=1)
+    a, b = _ista(space, probes=2), _ista(space, probes=2)
+    assert a.mixing_weights().active == b.mixing_weights().active
+    a._steps = 5
+    draws = {str(a.mixing_weights().active)}
+    for step in range(6, 12):
+        a._steps = step
+        draws.add(str(a.mixing_weights().active))
+    assert len(draws) > 1
+
+
+def test_seed_follows_the_run_seed_unless_set() -> None:
+    from dha_plugins.relax.ista import create_ista
+
+    space = _tiny()
+
+    def matrix(config: IstaConfig, seed: int) -> torch.Tensor:
+        relax = create_ista(config, seed=seed)
+        relax.setup(space.choice_groups(), space)
+        return relax.nodes[0].A
+
+    assert not torch.equal(matrix(IstaConfig(), 3), matrix(IstaConfig(), 4))
+    assert torch.equal(matrix(IstaConfig(seed=7), 3), matrix(IstaConfig(seed=7), 4))
+
+
+def test_finalize_freezes_every_node_and_stops_learning() -> None:
+    space = _tiny()
+    relax = _ista(space)
+    before = relax.selection()
+    events = relax.finalize(None)
+    assert events["ista/finalized"] == len(relax.nodes) and events["ista/frozen"] == len(relax.nodes)
+    assert relax.arch_parameters() == []
+    assert relax.selection() == before
+    assert relax.finalize(None) == {}  # once
+
+
+def test_cosine_step_size_reaches_zero_at_the_end_of_the_search() -> None:
+    space = _tiny()
+    relax = _ista(space, lr=0.1, lr_decay="cosine")
+    relax.on_progress(1.0)
+    before = [n.b.detach().clone() for n in relax.nodes]
+    for n in relax.nodes:
+        n.b.grad = torch.ones_like(n.b)
+    relax.arch_step(_ctx())
+    assert all(torch.allclose(n.b, b0, atol=1e-9) for n, b0 in zip(relax.nodes, before, strict=True))
+    relax.on_progress(0.0)
+    for n in relax.nodes:
+        n.b.grad = torch.ones_like(n.b)
+    relax.arch_step(_ctx())
+    assert not torch.allclose(relax.nodes[0].b, before[0])
