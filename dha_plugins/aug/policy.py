@@ -67,7 +67,8 @@ class PolicyConfig(FixedOpsConfig):
             from 0 (identity) to 1: each drawn level moves towards the op's identity level
             (``level = id + s * (level - id)``, see ``op_levels.IDENTITY_LEVEL``) and ops
             without a magnitude are applied with probability ``s`` (Identity otherwise).
-            0 disables the warm-up.
+            0 disables the warm-up. Default 0.5: +3 points of test accuracy on the
+            100-second quickstart in both seeds measured (docs/augmentation.md).
         metrics_top_k: Top entries logged by :meth:`LearnablePolicy.policy_step` every step.
         report_top_k: Top entries listed by :meth:`LearnablePolicy.report`.
 
@@ -84,13 +85,13 @@ class PolicyConfig(FixedOpsConfig):
     temperature: float = Field(0.5, gt=0.0)
     optimizer: Literal["sgd", "adam"] = "adam"
     baseline: Literal["none", "batch_mean"] = "batch_mean"
-    lr: float = Field(0.05, gt=0.0)
+    lr: float = Field(0.02, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
     weight_decay: float = Field(0.0, ge=0.0)
     interpolation: Literal["nearest", "bilinear"] = "bilinear"
     fill: Literal["mean", "zero"] = "mean"
-    strength_warmup: float = Field(0.0, ge=0.0, le=1.0)
+    strength_warmup: float = Field(0.5, ge=0.0, le=1.0)
     metrics_top_k: int = Field(3, ge=0)
     report_top_k: int = Field(10, ge=1)
 
@@ -223,7 +224,9 @@ class LearnablePolicy(AugmentationPolicy):
                 nesterov=config.nesterov,
                 weight_decay=config.weight_decay,
             )
-        self.strength = 1.0 if config.strength_warmup == 0.0 else 0.0
+        # Full strength until the orchestrator reports progress (a policy used on its own
+        # applies what it samples); on_progress() sets the warm-up's value before each step.
+        self.strength = 1.0
 
     # ------------------------------------------------------------------ policy state
 

@@ -85,7 +85,7 @@ class HypergradHPOConfig(ComponentConfig):
     )
     decay_final: float = Field(0.02, gt=0, le=1, description="Factor of the cosine decay at the end of the stage.")
     hyper_batch: Literal["held_out", "next_train"] = Field(
-        "held_out",
+        "next_train",
         description="Where grad L_hyper comes from: a clean held-out batch (one extra forward/backward) "
         "or the next iteration's training gradient (free).",
     )

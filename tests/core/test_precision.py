@@ -307,7 +307,7 @@ def test_bf16_hypergradient_matches_finite_differences(seed: int) -> None:
         groups = [{"name": "all", "params": list(net.parameters())}]
         hpo = HypergradHyperOptimizer(HypergradHPOConfig(
             momentum=0.0, lr_init=LR, wd_init=WD, wd_low=1e-5, wd_up=1e-2, lr_hyper_lr=0.0, wd_hyper_lr=0.0,
-            no_decay_groups=()))
+            no_decay_groups=(), hyper_batch="held_out", decay="none"))
         hpo.attach(groups, total_steps=1)
         theta0 = [p.detach().double().clone() for p in net.parameters()]
         hpo.zero_grad()

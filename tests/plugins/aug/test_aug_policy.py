@@ -187,8 +187,8 @@ def test_kornia_and_torchvision_backends_agree_on_a_sampled_plan() -> None:
     x = _images(64)
     for interpolation in ("nearest", "bilinear"):
         for temperature in (0.5, 5.0):
-            kp = _kornia(interpolation=interpolation, temperature=temperature, **NO_FIXED)
-            tp = _torchvision(interpolation=interpolation, temperature=temperature, **NO_FIXED)
+            kp = _kornia(interpolation=interpolation, temperature=temperature, fill="zero", **NO_FIXED)
+            tp = _torchvision(interpolation=interpolation, temperature=temperature, fill="zero", **NO_FIXED)
             plan = kp.sample_plan(64, _gen(5))
             _assert_chained_close(kp.apply_plan(x, plan), tp.apply_plan(x, plan))
 
@@ -209,7 +209,8 @@ def _cutout_mask(y: torch.Tensor, side: int) -> torch.Tensor:
 
 def test_backends_share_sampling_and_fixed_ops() -> None:
     x = _images(32)
-    cfg = {"cutout": 5, "interpolation": "nearest"}
+    # Zero fill for the geometric ops, so that only cutout paints the mean.
+    cfg = {"cutout": 5, "interpolation": "nearest", "fill": "zero", "crop": True}
     yk, pk = _kornia(**cfg)(x, _gen(9))
     yt, pt = _torchvision(**cfg)(x, _gen(9))
     assert torch.equal(pk.index, pt.index) and torch.equal(pk.levels, pt.levels)
@@ -233,9 +234,9 @@ def test_kornia_backend_makes_one_call_per_op_present(monkeypatch: pytest.Monkey
     calls: list[tuple[str, int]] = []
     patched = {}
     for name, fn in ops_kornia.KORNIA_OPS.items():
-        def spy(images, level, sign, mode, _fn=fn, _name=name):
+        def spy(images, level, sign, mode, _fn=fn, _name=name, **kwargs):
             calls.append((_name, images.shape[0]))
-            return _fn(images, level, sign, mode)
+            return _fn(images, level, sign, mode, **kwargs)
         patched[name] = spy
     monkeypatch.setattr(kornia_policy, "KORNIA_OPS", patched)
     policy = _kornia(fuse_geometric=False, **NO_FIXED)
@@ -299,7 +300,7 @@ def test_fixed_ops_run_around_the_policy(make) -> None:
 
 
 def _random_policy_and_plan(b: int = 32):
-    policy = _kornia()
+    policy = _kornia(baseline="none")  # Eq. 2 literally; the baseline has its own test
     with torch.no_grad():
         policy.tau.normal_(generator=_gen(7))
     plan = policy.sample_plan(b, _gen(8))
@@ -327,7 +328,7 @@ def test_policy_loss_does_not_backprop_into_the_losses() -> None:
 
 
 def test_policy_step_is_one_sgd_step_on_tau() -> None:
-    policy = KorniaPolicy(KorniaPolicyConfig(lr=2.0, momentum=0.0, nesterov=False))
+    policy = KorniaPolicy(KorniaPolicyConfig(optimizer="sgd", baseline="none", lr=2.0, momentum=0.0, nesterov=False))
     with torch.no_grad():
         policy.tau.normal_(generator=_gen(1))
     plan = policy.sample_plan(16, _gen(2))
@@ -398,3 +399,16 @@ def test_report_lists_entropy_top_pairs_and_probabilities() -> None:
     top = policy.report()["top"][0]
     assert top["ops"] == [policy.op_names[3], policy.op_names[4]] and top["index"] == 3 * 14 + 4
     assert "op_probs" in _kornia(policy="single").report()
+
+
+def test_batch_mean_baseline_subtracts_the_mean_loss() -> None:
+    """Eq. 2 with L_i - mean(L): equal to Eq. 2 on the centred losses, so a batch in which
+    every sample has the same loss moves nothing."""
+    policy, plan, losses = _random_policy_and_plan()
+    centred = _kornia(baseline="batch_mean")
+    with torch.no_grad():
+        centred.tau.copy_(policy.tau)
+    torch.testing.assert_close(centred.policy_loss(losses, plan), policy.policy_loss(losses - losses.mean(), plan))
+    flat = centred.policy_loss(torch.full_like(losses, 2.0), plan)
+    flat.backward()
+    assert centred.tau.grad.abs().max() < 1e-7

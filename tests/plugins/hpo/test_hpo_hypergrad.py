@@ -81,7 +81,7 @@ def _hypergrad(opt: dict, **overrides) -> HypergradHyperOptimizer:
     # The closed-form math is checked on plain SGD steps in linear space without decay (the
     # adam hyper-optimizer, log space and decay have their own tests below).
     fields = {"lr_init": LR0, "wd_init": WD0, "wd_low": 1e-5, "wd_up": 1e-2, "lr_hyper_lr": 0.0, "wd_hyper_lr": 0.0,
-              "hyper_optimizer": "sgd", "log_space": False, "decay": "none"}
+              "hyper_optimizer": "sgd", "log_space": False, "decay": "none", "hyper_batch": "held_out"}
     return HypergradHyperOptimizer(HypergradHPOConfig(**(OPTIMIZERS[opt] | fields | overrides)))
 
 
@@ -351,7 +351,7 @@ def test_non_finite_hypergradient_is_skipped_and_counted() -> None:
         ({"wd_low": 1e-3, "wd_up": 1e-4}, "wd_up"),
         ({"lr_low": -0.1}, "lr_low"),
         ({"wd_low": 0.0}, "wd_low"),
-        ({"lr_init": 0.5}, "lr_init"),
+        ({"lr_init": 0.9}, "lr_init"),
         ({"wd_init": 1e-7}, "wd_init"),
     ],
 )
@@ -366,7 +366,7 @@ def test_bounds_validated_with_error_naming_the_field(fields: dict, named: str) 
 
 def test_registered_config_defaults() -> None:
     cfg = get_registry().get("hpo", "hypergrad").config()
-    assert cfg.name == "hypergrad" and cfg.hyper_batch == "held_out" and cfg.hyper_batch_size is None
+    assert cfg.name == "hypergrad" and cfg.hyper_batch == "next_train" and cfg.hyper_batch_size is None
     assert cfg.optimizer == "sgd" and cfg.lr_low < cfg.lr_up and cfg.wd_low < cfg.wd_up
     sized = get_registry().get("hpo", "hypergrad").config(hyper_batch="next_train", hyper_batch_size=32)
     assert sized.hyper_batch_size == 32
