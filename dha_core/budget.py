@@ -11,14 +11,22 @@ The clock is injectable, so tests can drive a budget without waiting for it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["StageBudget", "Clock"]
+__all__ = ["StageBudget", "Clock", "cosine_anneal"]
 
 Clock = Callable[[], float]
 """Returns seconds from an arbitrary origin (``time.perf_counter`` by default)."""
+
+
+def cosine_anneal(fraction: float, start: float, end: float) -> float:
+    """The value of a cosine schedule from ``start`` to ``end`` at ``fraction`` of the way
+    (clamped to ``[0, 1]``); every progress-driven schedule of a run uses it."""
+    t = min(max(fraction, 0.0), 1.0)
+    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * t))
 
 
 class StageBudget:

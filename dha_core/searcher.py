@@ -212,8 +212,11 @@ class Searcher:
         be set up on it (e.g. that ``relax=fixed``'s genotype exists and fits); nothing is written."""
         self.bundle = comp.build_dataset(self.config)
         self.space: SearchSpace = comp.build_space(self.config.space, self.bundle.spec)
-        comp.build_relax(self.config.relax, self.space, None, epochs=self.config.train.epochs,
-                         seed=self.config.train.seed)
+        cfg = self.config.train
+        # Built here so that a bad genotype fails before anything is written; the search
+        # stage takes this instance.
+        self._prepared_relax: Any = comp.build_relax(self.config.relax, self.space, None,
+                                                     epochs=stage_epochs(cfg.epochs, cfg.time_budget_s), seed=cfg.seed)
 
     def search_stage(self) -> Stage:
         """The search stage's components, ready to step (after :meth:`prepare`)."""
@@ -223,7 +226,10 @@ class Searcher:
         supernet = self.space.build_supernet()
         cfg = self.config.train
         epochs = stage_epochs(cfg.epochs, cfg.time_budget_s)
-        relax = comp.build_relax(self.config.relax, self.space, supernet, epochs=epochs, seed=cfg.seed)
+        relax = self._prepared_relax
+        self._prepared_relax = None
+        if relax is None:  # a second search stage from the same preparation
+            relax = comp.build_relax(self.config.relax, self.space, supernet, epochs=epochs, seed=cfg.seed)
         return self._make_stage("search", supernet, relax, self.config.aug, self.config.hpo, epochs,
                                 cfg.time_budget_s, 0)
 
@@ -422,8 +428,8 @@ class Searcher:
         stage.hpo.on_progress(fraction)
         stage.aug.on_progress(fraction)
         stage.relax.on_progress(fraction)
-        if (stage.name == "search" and "finalized" not in stage.history
-                and fraction >= search_fraction(self.config) and search_fraction(self.config) < 1.0):
+        end = search_fraction(self.config)
+        if stage.name == "search" and "finalized" not in stage.history and end < 1.0 and fraction >= end:
             events = stage.relax.finalize(stage.net)
             stage.history["finalized"] = {"step": self.global_step, "fraction": fraction}
             if events:

@@ -33,6 +33,12 @@ def tiny_raw_config(out_dir: Path, **sections: Any) -> dict[str, Any]:
     return raw
 
 
+def random_batch(seed: int, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded batch of ``n`` random 8x8 images with labels in 0..9 (the tiny configs' shape)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> dict[str, Any]:
     return tiny_raw_config(tmp_path / "runs")

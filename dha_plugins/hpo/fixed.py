@@ -8,13 +8,13 @@ the two differ only in how lr and wd move.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
 
+from dha_core.budget import cosine_anneal
 from dha_core.config_base import ComponentConfig
 from dha_core.hookspecs import hookimpl
 from dha_core.interfaces import HyperGradFn
@@ -72,8 +72,7 @@ def scheduled_lr(config: FixedHPOConfig, step: int, total_steps: int, progress: 
     if config.schedule == "step":
         return config.lr * config.step_gamma ** (step // config.step_every)
     t = min(step, total_steps) / total_steps if total_steps > 0 else 0.0
-    t = min(max(t, progress), 1.0)
-    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * t))
+    return cosine_anneal(max(t, progress), config.lr, config.lr_min)
 
 
 class FixedHyperOptimizer(WeightOwningHyperOptimizer):

@@ -27,6 +27,7 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from torch import Tensor
 
+from dha_core.budget import cosine_anneal
 from dha_core.config_base import ComponentConfig
 from dha_core.hookspecs import hookimpl
 from dha_core.interfaces import HyperGradFn
@@ -318,7 +319,7 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
         c = self.config
         if c.decay == "none":
             return
-        self.factor = c.decay_final + 0.5 * (1.0 - c.decay_final) * (1.0 + math.cos(math.pi * min(max(fraction, 0.0), 1.0)))
+        self.factor = cosine_anneal(fraction, 1.0, c.decay_final)
         self._sync_groups()
 
     # ------------------------------------------------------------------ step

@@ -24,7 +24,6 @@ and the previous one is kept.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from dha_core.budget import cosine_anneal
 from dha_core.config_base import ComponentConfig
 from dha_core.errors import UserInputError
 from dha_core.hookspecs import hookimpl
@@ -117,6 +117,9 @@ class IstaNode(nn.Module):
         self.register_buffer("folded", torch.zeros((), dtype=torch.bool))
         self.register_buffer("frozen_at", torch.full((2,), -1, dtype=torch.long))  # (epoch, step)
         self.adam = AdamState(self.b)
+        allowed = set(allowed_ops(group))
+        # Candidates that may enter the support (all but the none op), for probing.
+        self.eligible: list[int] = [i for i in range(A.shape[1]) if i % len(group.ops) in allowed]
         # Python mirrors of the small buffers: read every step, and reading a buffer
         # would synchronise an accelerator.
         self._support: list[int] = list(range(sparsity))
@@ -254,10 +257,8 @@ class IstaRelaxation(ArchRelaxation):
         return MixingWeights(values, active)
 
     def _draw_probes(self, node: IstaNode, gen: torch.Generator) -> list[int]:
-        allowed = set(allowed_ops(node.group))
-        ops = len(node.group.ops)
         support = set(node._support)
-        pool = [i for i in range(node.x.shape[0]) if i % ops in allowed and i not in support]
+        pool = [i for i in node.eligible if i not in support]
         if not pool:
             return []
         picks = torch.randperm(len(pool), generator=gen)[: self.config.probes].tolist()
@@ -436,7 +437,7 @@ class IstaRelaxation(ArchRelaxation):
     def on_progress(self, fraction: float) -> None:
         """Sets b's learning-rate factor (``lr_decay="cosine"``)."""
         if self.config.lr_decay == "cosine":
-            self._lr_factor = 0.5 * (1.0 + math.cos(math.pi * min(max(fraction, 0.0), 1.0)))
+            self._lr_factor = cosine_anneal(fraction, 1.0, 0.0)
 
     def finalize(self, supernet: nn.Module | None = None) -> dict[str, Any]:
         """Freezes every node at its current support and weights, and folds them.

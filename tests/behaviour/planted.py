@@ -159,9 +159,6 @@ def register_planted() -> Iterator[None]:
     registry.add("space", "planted", lambda config, data_spec, **_: PlantedSpace(config, data_spec),
                  config=PlantedSpaceConfig)
     registry.add("dataset", "planted", lambda config, **_: PlantedDataset(config), config=PlantedDataConfig)
-    from dha_core import config as config_module
-
-    config_module.run_config_model.cache_clear()
     yield
     reset_registry()
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import dha_core
-from tests.conftest import tiny_raw_config
+from tests.conftest import random_batch, tiny_raw_config
 
 
 def _stage(tmp_path: Path, **sections: Any) -> Any:
@@ -24,8 +24,7 @@ def _stage(tmp_path: Path, **sections: Any) -> Any:
 
 
 def _batch(seed: int, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 3, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return random_batch(seed, n)
 
 
 def test_each_update_sees_the_batch_the_algorithm_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,7 +39,7 @@ from dha_core.errors import UserInputError
 from dha_core.export import export_run
 from dha_core.precision import RunPerformance, thread_scope
 from dha_plugins.hpo.hypergrad import HypergradHPOConfig, HypergradHyperOptimizer, _group_dots
-from tests.conftest import tiny_raw_config
+from tests.conftest import random_batch, tiny_raw_config
 
 CPU = torch.device("cpu")
 U_BF16 = 2.0**-8
@@ -62,8 +62,7 @@ def _stage(tmp_path: Path, train: dict[str, Any] | None = None, **sections: Any)
 
 
 def _batch(seed: int, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 3, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return random_batch(seed, n)
 
 
 # ----------------------------------------------------------------------------- config
