@@ -114,6 +114,22 @@ def extract(tar: Path, dest: Path, train_per_class: int, test_per_class: int | N
     return next(p.parent for p in dest.rglob("train") if p.is_dir())
 
 
+def apply_overrides(raw: dict[str, Any], method: str, overrides: list[str]) -> None:
+    """Applies ``METHOD.section.key=value`` overrides (value parsed as YAML) to one method's config."""
+    import yaml
+
+    for item in overrides:
+        target, _, value = item.partition("=")
+        who, _, dotted = target.partition(".")
+        if who != method:
+            continue
+        *path, key = dotted.split(".")
+        node = raw
+        for part in path:
+            node = node.setdefault(part, {})
+        node[key] = yaml.safe_load(value)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -121,10 +137,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         data_root = args.data_root or extract(
             args.tar, Path(tmp) / "data", args.train_subset // 10,
             None if args.test_subset is None else max(1, args.test_subset // 10))
+        runs_dir = args.runs_dir or Path(tmp) / "runs"
         rows: list[dict[str, Any]] = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method in args.methods:
-                raw = method_config(method, args, data_root, seed, Path(tmp) / "runs")
+                raw = method_config(method, args, data_root, seed, runs_dir)
+                apply_overrides(raw, method, args.set)
                 raw["output"]["name"] = f"{method}-seed{seed}"
                 summary = Searcher(resolve_config(raw)).fit().summary
                 row = summary_row(method, seed, summary, raw)
@@ -211,7 +229,8 @@ def aggregate(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
         "settings": {"budget_s": args.budget, "seeds": args.seeds, "C": args.C, "layers": args.layers,
                      "fixed_C": args.fixed_C, "fixed_layers": args.fixed_layers,
                      "batch": args.batch, "train_subset": args.train_subset, "test_subset": args.test_subset,
-                     "threads": torch.get_num_threads(), "quick": args.quick},
+                     "threads": torch.get_num_threads(), "quick": args.quick,
+                     "overrides": list(args.set)},
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpus": os.cpu_count()},
         "table": table, "ratios": ratios, "observed_order": order,
         "paper_order": paper,
@@ -286,7 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-subset", type=int, default=None, help="default 10000; 500 with --quick")
     parser.add_argument("--test-subset", type=int, default=None, help="default: all 10000; 200 with --quick")
     parser.add_argument("--threads", type=int, default=None, help="default: torch's choice (all cores)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed+seeds-1")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="keep the run directories here (default: a temporary folder); --from-runs reads them")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.SECTION.KEY=VALUE",
+                        help="override one method's config, e.g. dha.hpo.lr_low=0.025 (repeatable; value as YAML)")
     args = parser.parse_args(argv)
+    for item in args.set:
+        who = item.partition(".")[0]
+        if "=" not in item or who not in METHODS or item.count(".") < 2:
+            parser.error(f"--set {item!r}: expected METHOD.SECTION.KEY=VALUE with METHOD one of {', '.join(METHODS)}")
     if args.data_root is None and args.from_runs is None and not args.tar.is_file():
         parser.error(f"data not found: {args.tar} (pass --tar or --data-root)")
     args.budget = args.budget or (4.0 if args.quick else 480.0)

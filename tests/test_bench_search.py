@@ -43,3 +43,49 @@ def test_quick_bench_reports_every_method_and_the_issue_ratios(tmp_path: Path) -
     assert ratios["budget_used_min"] >= 0.95
     dha = next(r for r in result["runs"] if r["method"] == "dha")
     assert dha["policy_entropy"] is not None and dha["arch_finalized"] is not None
+
+
+@pytest.mark.slow
+def test_overrides_seeds_and_kept_runs_round_trip(tmp_path: Path) -> None:
+    """--set reaches one method's config, --first-seed picks the seeds, --runs-dir keeps the
+    run directories, and --from-runs tabulates them again."""
+    import yaml
+
+    _image_folder(tmp_path / "data")
+    runs = tmp_path / "runs"
+    main = runpy.run_path(str(BENCH))["main"]
+    assert main(["--quick", "--budget", "0.3", "--data-root", str(tmp_path / "data"), "--batch", "4",
+                 "--methods", "dha", "ista_one_stage", "--first-seed", "3", "--runs-dir", str(runs),
+                 "--set", "dha.hpo.lr_low=0.02", "--json", str(tmp_path / "a.json")]) == 0
+    assert sorted(p.name for p in runs.iterdir()) == ["dha-seed3", "ista_one_stage-seed3"]
+    assert yaml.safe_load((runs / "dha-seed3" / "config.yaml").read_text())["hpo"]["lr_low"] == 0.02
+    assert yaml.safe_load((runs / "ista_one_stage-seed3" / "config.yaml").read_text())["hpo"]["name"] == "fixed"
+    first = json.loads((tmp_path / "a.json").read_text())
+    assert first["settings"]["overrides"] == ["dha.hpo.lr_low=0.02"]
+    assert main(["--from-runs", str(runs), "--json", str(tmp_path / "b.json")]) == 0
+    again = json.loads((tmp_path / "b.json").read_text())
+    assert again["ratios"]["dha_acc"] == first["ratios"]["dha_acc"]
+
+
+@pytest.mark.parametrize("bad", ["dha.hpo", "nosuch.hpo.lr=1", "dha.lr=1"])
+def test_a_malformed_override_is_one_line_and_exit_2(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    main = runpy.run_path(str(BENCH))["main"]
+    with pytest.raises(SystemExit) as exc:
+        main(["--quick", "--data-root", "/nonexistent", "--set", bad])
+    assert exc.value.code == 2
+    assert "METHOD.SECTION.KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_precision_bench_reports_the_spread() -> None:
+    out_main = runpy.run_path(str(BENCH.parent / "bench_precision.py"))["main"]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "precision.json"
+        assert out_main(["--quick", "--seeds", "2", "--json", str(out)]) == 0
+        result = json.loads(out.read_text())
+    assert {"bf16_minus_fp32_acc", "seed_std_acc", "within_noise", "same_genotype_fraction"} <= set(result["ratios"])
+    assert result["ratios"]["bf16_minus_fp32_acc"] == pytest.approx(
+        result["table"]["bf16"]["test_acc_mean"] - result["table"]["fp32"]["test_acc_mean"])
+    assert [r["precision"] for r in result["runs"]] == ["fp32", "bf16", "fp32", "bf16"]

@@ -69,6 +69,8 @@ class PolicyConfig(FixedOpsConfig):
             without a magnitude are applied with probability ``s`` (Identity otherwise).
             0 disables the warm-up. Default 0.5: +3 points of test accuracy on the
             100-second quickstart in both seeds measured (docs/augmentation.md).
+        strength_max: The strength ``s`` reached at the end of the warm-up (and used when
+            no progress is reported). 1 applies the drawn levels as they are.
         metrics_top_k: Top entries logged by :meth:`LearnablePolicy.policy_step` every step.
         report_top_k: Top entries listed by :meth:`LearnablePolicy.report`.
 
@@ -92,6 +94,7 @@ class PolicyConfig(FixedOpsConfig):
     interpolation: Literal["nearest", "bilinear"] = "bilinear"
     fill: Literal["mean", "zero"] = "mean"
     strength_warmup: float = Field(0.5, ge=0.0, le=1.0)
+    strength_max: float = Field(1.0, gt=0.0, le=1.0)
     metrics_top_k: int = Field(3, ge=0)
     report_top_k: int = Field(10, ge=1)
 
@@ -226,7 +229,7 @@ class LearnablePolicy(AugmentationPolicy):
             )
         # Full strength until the orchestrator reports progress (a policy used on its own
         # applies what it samples); on_progress() sets the warm-up's value before each step.
-        self.strength = 1.0
+        self.strength = config.strength_max
 
     # ------------------------------------------------------------------ policy state
 
@@ -323,9 +326,9 @@ class LearnablePolicy(AugmentationPolicy):
         return ops, levels
 
     def on_progress(self, fraction: float) -> None:
-        """Ramps the strength up over ``strength_warmup`` of the stage."""
-        warmup = self.config.strength_warmup
-        self.strength = 1.0 if warmup == 0.0 else min(1.0, fraction / warmup)
+        """Ramps the strength up to ``strength_max`` over ``strength_warmup`` of the stage."""
+        warmup, top = self.config.strength_warmup, self.config.strength_max
+        self.strength = top if warmup == 0.0 else top * min(1.0, fraction / warmup)
 
     @abstractmethod
     def apply_plan(self, images: torch.Tensor, plan: AugPlan) -> torch.Tensor:

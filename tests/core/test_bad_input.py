@@ -61,6 +61,8 @@ BAD_INPUTS: list[tuple[str, list[str]]] = [
     ("search -c {cfg} --set train.time_budget_s=0", ["train.time_budget_s", "greater than 0"]),
     ("search -c {cfg} --set train.search_fraction=0", ["train.search_fraction", "greater than 0"]),
     ("search -c {cfg} --set train.search_fraction=1.5", ["train.search_fraction", "less than or equal to 1"]),
+    ("search -c {cfg} --set aug.name=kornia --set aug.strength_max=0", ["aug.strength_max", "greater than 0"]),
+    ("search -c {cfg} --set aug.name=kornia --set aug.strength_max=1.5", ["aug.strength_max", "less than or equal to 1"]),
     ("search -c {cfg} --set relax.name=fixed", ["relax.genotype", "Field required"]),
     ("search -c {cfg} --set relax.name=fixed --set relax.genotype=NOPE",
      ["relax.genotype", "'NOPE'", "neither a genotype this space names", "genotype.json"]),

@@ -77,3 +77,21 @@ def test_strength_moves_levels_towards_identity_not_towards_zero() -> None:
     assert int(op_levels.posterize_bits(torch.tensor(7 * 8 / 3))) == 8
     policy.on_progress(1.0)
     assert policy.strength == 1.0
+
+
+def test_strength_max_caps_the_warm_up_and_halves_the_distance_from_identity() -> None:
+    config = KorniaPolicyConfig(ops=["Rotate", "Equalize", "Identity"], policy="single", strength_warmup=0.5,
+                                strength_max=0.5)
+    policy = KorniaPolicy(config, SPEC)
+    assert policy.strength == 0.5  # no progress reported: the capped strength
+    policy.on_progress(0.25)
+    assert policy.strength == pytest.approx(0.25)
+    policy.on_progress(1.0)
+    assert policy.strength == 0.5
+    plan = policy.sample_plan(4096, torch.Generator().manual_seed(0))
+    rotate = plan.levels[plan.ops[:, 0] == policy.op_names.index("Rotate"), 0]
+    assert rotate.max() <= 4.0 + 1e-5 and rotate.max() > 3.5  # half of U(0, 8), Rotate's identity is 0
+    # Equalize has no level: it is replaced by Identity about half of the time.
+    drawn = (plan.index == policy.op_names.index("Equalize")).sum()
+    kept = (plan.ops[:, 0] == policy.op_names.index("Equalize")).sum()
+    assert 0.4 < kept / drawn < 0.6
