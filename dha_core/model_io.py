@@ -17,6 +17,7 @@ from torch import nn
 
 from dha_core.checkpoint import atomic_save, load_checkpoint
 from dha_core.errors import UserInputError
+from dha_core.normalize import channel_stats, normalize
 from dha_core.types import Selection, selection_from_json, selection_to_json
 
 __all__ = ["NormalizedModel", "save_model", "load_model", "MODEL_FORMAT"]
@@ -30,11 +31,11 @@ class NormalizedModel(nn.Module):
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.net = net
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("mean", channel_stats(mean))
+        self.register_buffer("std", channel_stats(std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net((x - self.mean) / self.std)
+        out = self.net(normalize(x, self.mean, self.std))
         return out[0] if isinstance(out, tuple) else out
 
 

@@ -123,22 +123,24 @@ def test_timm_space_ignores_relax(tmp_path: Path, caplog: pytest.LogCaptureFixtu
 
 def _capture_child_stages(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
     """Records, per child stage, its network's initial weights and the derived child's."""
-    from dha_core.searcher import Searcher
+    from dha_core.stage_builder import StageBuilder
 
     captured: dict[str, dict[str, Any]] = {}
-    original = Searcher._child_stage
+    original = StageBuilder.build
 
-    def spy(self: Searcher, name: str, selection: Any, from_scratch: bool, supernet: Any = None) -> Any:
-        stage = original(self, name, selection, from_scratch, supernet)
+    def spy(self: StageBuilder, spec: Any, selection: Any = None, supernet: Any = None) -> Any:
+        stage = original(self, spec, selection, supernet)
+        if spec.searches:
+            return stage
         derived = self.space.derive(supernet, selection) if supernet is not None else None
-        captured[name] = {
+        captured[spec.name] = {
             "initial": [t.detach().clone() for t in stage.net.net.state_dict().values()],
             "derived": None if derived is None else [t.detach().clone() for t in derived.state_dict().values()],
             "hpo": stage.hpo,
         }
         return stage
 
-    monkeypatch.setattr(Searcher, "_child_stage", spy)
+    monkeypatch.setattr(StageBuilder, "build", spy)
     return captured
 
 
