@@ -322,13 +322,12 @@ def _sweep(args: argparse.Namespace) -> tuple[int, Path]:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from dha_core.ablate import swaps_to_grid, write_ablation_files
+    from dha_core.ablate import swaps_to_grid
 
     if not args.swap and not args.grid:
         raise UserInputError("ablate: give at least one --swap KIND=A,B,...")
     args.grid = [*swaps_to_grid(args.swap), *args.grid]
-    code, out = _sweep(args)
-    write_ablation_files(out)
+    code, _ = _sweep(args)
     return code
 
 

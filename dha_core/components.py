@@ -62,13 +62,9 @@ def build_relax(relax_config: Any, space: SearchSpace, supernet: Supernet, epoch
     relax: ArchRelaxation = get_registry().create("relax", relax_config, epochs=epochs, seed=seed)
     groups = space.choice_groups()
     if not groups:
-        log.info("space %r has no architecture choices: relax=%r is ignored", space_config_name(space), relax_config.name)
+        log.info("space %r has no architecture choices: relax=%r is ignored", space.name, relax_config.name)
     relax.setup(groups, space=space)
     return relax
-
-
-def space_config_name(space: SearchSpace) -> str:
-    return getattr(space, "name", type(space).__name__)
 
 
 def build_aug(aug_config: Any, spec: dict[str, Any]) -> AugmentationPolicy:

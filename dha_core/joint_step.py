@@ -79,7 +79,7 @@ class JointStepSettings:
         max_nonfinite: Consecutive non-finite steps tolerated before raising.
         generator: Seeded generator for the policy's sampling. In a distributed search it
             is the same on every rank and drives only the policy's batch-level draw
-            (:meth:`~dha_core.interfaces.AugmentationPolicy.set_batch_generator`); the
+            (:attr:`~dha_core.interfaces.AugmentationPolicy.batch_generator`); the
             per-sample draws use a generator seeded from ``(sample_seed, rank, step)``.
         dist: The distributed context, or None for a single process.
         sample_seed: Seed of the per-rank sample generator (distributed only).
@@ -145,8 +145,7 @@ class JointStep:
             # as long as the parameters).
             dist.average_grads_of([*relax.arch_parameters(), *aug.parameters()])
             self._sample_generator = dist.sample_generator()
-            if hasattr(aug, "batch_generator"):
-                aug.batch_generator = settings.generator
+            aug.batch_generator = settings.generator
 
     def _to_device(self, batch: Batch) -> Batch:
         x, y = batch
@@ -201,14 +200,10 @@ class JointStep:
             train_batch=train_batch,
             val_batch=val_batch,
             step=step,
-            extras=self._arch_extras(),
+            supernet=self.net,
+            # Only the bilevel (DARTS unrolled) step reads them: skip the lookup otherwise.
+            momentum_buffers=self.hpo.momentum_buffers(self.weights) if self.relax.bilevel else None,
         )
-
-    def _arch_extras(self) -> dict[str, Any]:
-        extras: dict[str, Any] = {"supernet": self.net}
-        if self.relax.bilevel:  # only the bilevel (DARTS unrolled) step reads them: skip the lookup otherwise
-            extras["momentum_buffers"] = self.hpo.momentum_buffers(self.weights)
-        return extras
 
     def __call__(self, batch: Batch, step: int) -> StepOutcome:
         metrics: dict[str, float] = {}

@@ -133,10 +133,7 @@ class Stage:
         """Everything needed to continue this stage exactly."""
         state: dict[str, Any] = {name: m.state_dict() for name, m in self.modules().items()}
         state["hpo"] = self.hpo.state_dict()
-        opt_state = getattr(self.aug, "optimizer_state_dict", None)
-        state["aug_optimizer"] = opt_state() if callable(opt_state) else None
-        relax_extra = getattr(self.relax, "extra_state_dict", None)
-        state["relax_extra"] = relax_extra() if callable(relax_extra) else None
+        state["aug_optimizer"] = self.aug.optimizer_state_dict()
         state["train_stream"] = self.train_stream.state_dict()
         state["val_stream"] = self.val_stream.state_dict()
         state["generator"] = self.generator.get_state()
@@ -152,9 +149,7 @@ class Stage:
             m.load_state_dict(state[name])
         self.hpo.load_state_dict(state["hpo"])
         if state.get("aug_optimizer") is not None:
-            self.aug.load_optimizer_state_dict(state["aug_optimizer"])  # type: ignore[attr-defined]
-        if state.get("relax_extra") is not None:
-            self.relax.load_extra_state_dict(state["relax_extra"])  # type: ignore[attr-defined]
+            self.aug.load_optimizer_state_dict(state["aug_optimizer"])
         self.train_stream.load_state_dict(state["train_stream"])
         self.val_stream.load_state_dict(state["val_stream"])
         self.generator.set_state(state["generator"])

@@ -112,7 +112,7 @@ class StageBuilder:
         stream = BatchStream if self.dist is None else self.dist.stream
         train_stream = stream(self.bundle.dataset.split("train"), cfg.batch_size, seeds.train_batches, cfg.workers,
                               "train")
-        hyper_bs = getattr(spec.hpo, "hyper_batch_size", None) or cfg.batch_size
+        hyper_bs = hpo.hyper_batch_size or cfg.batch_size
         val_stream = stream(self.bundle.dataset.split("val"), hyper_bs, seeds.val_batches, cfg.workers, "val")
         steps = train_stream.batches_per_cycle()
         if cfg.max_steps_per_epoch is not None:

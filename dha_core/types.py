@@ -77,10 +77,6 @@ class MixingWeights:
     def active_pairs(self, group: str) -> list[tuple[int, int]] | None:
         return self.active.get(group)
 
-    def is_active(self, group: str, edge: int, op: int) -> bool:
-        pairs = self.active.get(group)
-        return pairs is None or (edge, op) in pairs
-
 
 class SelectedOp(NamedTuple):
     """One kept ``(edge, op)`` pair and the scale folded into the derived child."""

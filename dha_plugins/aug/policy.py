@@ -2,7 +2,7 @@
 
 The policy owns ``tau``: logits over ordered op pairs (an ``n x n`` matrix, ``n = 14`` by
 default) or over single ops (a vector of ``n``). With ``p = softmax(tau)`` over all entries,
-one step of the joint search (DESIGN.md, "The joint step", steps 1 and 3) is:
+one step of the joint search (the joint step, steps 1 and 3) is:
 
 1. :meth:`LearnablePolicy.sample_plan`: draw ``q = softmax((log p + Gumbel) / T)`` once per
    batch, then each sample draws its own entry ``k_i ~ q`` and, per op application, a level
@@ -233,10 +233,6 @@ class LearnablePolicy(AugmentationPolicy):
     @property
     def num_ops(self) -> int:
         return len(self.op_names)
-
-    @property
-    def ops_per_sample(self) -> int:
-        return 2 if self.pair else 1
 
     def probabilities(self) -> torch.Tensor:
         """``p = softmax(tau)`` over all entries, in ``tau``'s shape (detached)."""

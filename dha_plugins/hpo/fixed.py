@@ -82,7 +82,6 @@ class FixedHyperOptimizer(WeightOwningHyperOptimizer):
         config: Optimizer and schedule.
     """
 
-    hyper_batch = "none"
 
     config: FixedHPOConfig
 

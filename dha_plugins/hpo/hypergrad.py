@@ -275,6 +275,7 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
     def __init__(self, config: HypergradHPOConfig) -> None:
         super().__init__(config)
         self.hyper_batch = config.hyper_batch
+        self.hyper_batch_size = config.hyper_batch_size
         self._lrs: list[LearnedScalar] = []
         self._wds: list[LearnedScalar | None] = []
         self._pair_of: list[int] = []

@@ -182,7 +182,7 @@ def test_ablate_grid_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     code = main(["-q", "ablate", "--config", str(config), "--swap", "aug=none,standard", "--seeds", "2",
                  "--out", str(out)])
     assert code == 0, capsys.readouterr().err
-    table = (out / "ablation.md").read_text()
+    table = (out / "sweep.md").read_text()
     assert "aug=none" in table and "aug=standard" in table and "±" in table
     rows = [line for line in table.splitlines() if line.startswith("| aug=")]
     assert len(rows) == 2 and all("| 2 |" in r for r in rows)
@@ -201,7 +201,7 @@ def test_darts_second_order_gets_the_weight_momentum_buffers(tmp_path: Path, mon
 
     def spy(self: JointStep, *args: Any, **kwargs: Any) -> Any:
         ctx = original(self, *args, **kwargs)
-        buffers = ctx.extras["momentum_buffers"]
+        buffers = ctx.momentum_buffers
         owned = dict(zip(map(id, self.hpo._flat), self.hpo._weights.momentum_buffers, strict=True))
         assert len(buffers) == len(ctx.weight_params)
         for b, p in zip(buffers, ctx.weight_params, strict=True):  # aligned, and the live tensors

@@ -219,7 +219,7 @@ def test_recover_every_k_steps_and_fold_through_context() -> None:
     for step in range(3):
         x, y = _batch(step)
         F.cross_entropy(net(x, relax.mixing_weights()), y).backward()
-        metrics = relax.arch_step(_ctx(extras={"supernet": net}))
+        metrics = relax.arch_step(_ctx(supernet=net))
         assert ("ista/rejected" in metrics) == (step == 1)
     assert relax.report()["recoveries"] == 1
     assert relax.report()["frozen_at"]["cell/node1"] == {"epoch": 0, "step": 2}
