@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dha_core.config import COMPONENT_FIELDS
 from dha_core.errors import UserInputError
+from dha_core.kinds import CONFIG_FIELDS
+from dha_core.kinds import kind as kind_named
 
 __all__ = ["parse_swaps", "swaps_to_grid"]
 
@@ -22,13 +23,12 @@ def parse_swaps(swaps: Sequence[str]) -> list[tuple[str, list[str]]]:
         kind = kind.strip()
         if not sep or not values.strip():
             raise UserInputError(f"--swap {item!r}: expected KIND=A,B,...")
-        if kind == "dataset":
-            kind = "data"
-        if kind not in COMPONENT_FIELDS:
+        found = kind_named(kind)
+        if found is None:
             raise UserInputError(f"--swap {item!r}: unknown kind {kind!r}; expected one of "
-                                 f"{', '.join(COMPONENT_FIELDS)}")
+                                 f"{', '.join(CONFIG_FIELDS)}")
         names = [v.strip() for v in values.split(",") if v.strip()]
-        out.append((kind, names))
+        out.append((found.field, names))
     return out
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from dha_core.errors import NonFiniteError, UserInputError
+from dha_core.kinds import KINDS
 
 __all__ = ["main"]
 
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
-    ls.add_argument("--kind", choices=["space", "relax", "aug", "hpo", "dataset"])
+    ls.add_argument("--kind", choices=list(KINDS))
 
     search = sub.add_parser("search", help="run a search")
     search.add_argument("--config", "-c", required=True, type=_path, help="YAML config file")

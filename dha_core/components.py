@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dha_core.config import RunConfig
+from dha_core.config_base import ComponentConfig
 from dha_core.errors import UserInputError
 from dha_core.interfaces import ArchRelaxation, AugmentationPolicy, Dataset, HyperOptimizer, SearchSpace, Supernet
 from dha_core.registry import get_registry
@@ -26,7 +28,7 @@ class DataBundle:
     spec: dict[str, Any]
 
 
-def build_dataset(config: Any) -> DataBundle:
+def build_dataset(config: RunConfig) -> DataBundle:
     """Builds the dataset and materialises every split, so data errors surface before a
     run directory exists."""
     dataset: Dataset = get_registry().create("dataset", config.data)
@@ -43,11 +45,11 @@ def build_dataset(config: Any) -> DataBundle:
     return DataBundle(dataset, spec)
 
 
-def build_space(space_config: Any, spec: dict[str, Any]) -> SearchSpace:
+def build_space(space_config: ComponentConfig, spec: dict[str, Any]) -> SearchSpace:
     return get_registry().create("space", space_config, data_spec=spec)
 
 
-def build_relax(relax_config: Any, space: SearchSpace, supernet: Supernet, epochs: int | None = None,
+def build_relax(relax_config: ComponentConfig, space: SearchSpace, supernet: Supernet, epochs: int | None = None,
                 seed: int = 0) -> ArchRelaxation:
     """Builds the relaxation.
 
@@ -67,11 +69,11 @@ def build_relax(relax_config: Any, space: SearchSpace, supernet: Supernet, epoch
     return relax
 
 
-def build_aug(aug_config: Any, spec: dict[str, Any]) -> AugmentationPolicy:
+def build_aug(aug_config: ComponentConfig, spec: dict[str, Any]) -> AugmentationPolicy:
     return get_registry().create("aug", aug_config, data_spec=spec)
 
 
-def build_hpo(hpo_config: Any) -> HyperOptimizer:
+def build_hpo(hpo_config: ComponentConfig) -> HyperOptimizer:
     return get_registry().create("hpo", hpo_config)
 
 

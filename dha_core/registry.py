@@ -21,6 +21,7 @@ from pydantic import ConfigDict, create_model
 from dha_core import hookspecs
 from dha_core.config_base import ComponentConfig
 from dha_core.errors import UserInputError
+from dha_core.kinds import KINDS
 
 __all__ = [
     "KINDS",
@@ -34,7 +35,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KINDS: tuple[str, ...] = ("space", "relax", "aug", "hpo", "dataset")
 DISABLED_ENV = "DHA_DISABLED_PLUGINS"
 
 
@@ -82,7 +82,7 @@ class Registry:
         """Registers ``factory`` as component ``name`` of ``kind``.
 
         Args:
-            kind: One of ``space``, ``relax``, ``aug``, ``hpo``, ``dataset``.
+            kind: One of :data:`~dha_core.kinds.KINDS`.
             name: The name users select in configs; unique within the kind.
             factory: Called as ``factory(config, **context)``.
             config: A pydantic model (``extra="forbid"``) of the component's fields. Its

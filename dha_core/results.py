@@ -14,11 +14,13 @@ from typing import Any
 
 import torch
 
+from dha_core.config import RunConfig
 from dha_core.costs import count_flops, count_params
 from dha_core.data import eval_batches
 from dha_core.distributed import DistContext
 from dha_core.evaluate import evaluate
 from dha_core.fixed_network import FixedNetwork
+from dha_core.kinds import CONFIG_FIELDS
 from dha_core.model_io import NormalizedModel, save_model
 from dha_core.precision import RunPerformance
 from dha_core.rundir import RunDir
@@ -61,7 +63,7 @@ class ResultWriter:
         dist: The distributed context, or None for a single process.
     """
 
-    def __init__(self, config: Any, builder: StageBuilder, perf: RunPerformance, run: RunDir,
+    def __init__(self, config: RunConfig, builder: StageBuilder, perf: RunPerformance, run: RunDir,
                  plan: list[StageSpec], dist: DistContext | None = None) -> None:
         self.config = config
         self.builder = builder
@@ -137,7 +139,7 @@ class ResultWriter:
             "budget_used": self._budget_used(state),
             "arch": _arch_summary(reports.get("search_history", {}), selection),
             "wall_s": state.elapsed(),
-            "components": {k: getattr(config, k).name for k in ("space", "relax", "aug", "hpo", "data")},
+            "components": {field: config.component(field).name for field in CONFIG_FIELDS},
             "device": str(self.builder.device),
             "performance": self.perf.describe(),
         }

@@ -22,9 +22,11 @@ from typing import Any
 
 from dha_core.budget import Clock
 from dha_core.checkpoint import load_checkpoint
-from dha_core.config import apply_overrides, load_yaml, resolve_config, save_config
+from dha_core.config import RunConfig, apply_overrides, load_yaml, resolve_config, save_config
 from dha_core.distributed import DistContext
 from dha_core.errors import UserInputError
+from dha_core.interfaces import SearchSpace
+from dha_core.kinds import KIND_TABLE
 from dha_core.precision import RunPerformance, thread_scope
 from dha_core.results import ResultWriter, SearchResult
 from dha_core.rundir import RunDir, default_run_name
@@ -73,9 +75,11 @@ def build(
         raw = load_yaml(config)
     elif config is not None:
         raw = dict(config)
-    for key, value in {"space": space, "relax": relax, "aug": aug, "hpo": hpo, "data": dataset}.items():
+    selected = {"space": space, "relax": relax, "aug": aug, "hpo": hpo, "dataset": dataset}
+    for kind in KIND_TABLE:
+        value = selected[kind.name]
         if value is not None:
-            raw[key] = {"name": value} if isinstance(value, str) else dict(value)
+            raw[kind.field] = {"name": value} if isinstance(value, str) else dict(value)
     dotted = [f"{k}={v}" for k, v in overrides.items() if "." in k]
     for key, value in overrides.items():
         if "." in key:
@@ -103,7 +107,7 @@ class Searcher:
         dist: The distributed context (set by :meth:`fit` under torchrun, or by the caller).
     """
 
-    def __init__(self, config: Any, run_dir: str | Path | None = None, clock: Clock = time.perf_counter) -> None:
+    def __init__(self, config: RunConfig, run_dir: str | Path | None = None, clock: Clock = time.perf_counter) -> None:
         self.config = config
         self.clock = clock
         name = config.output.name or default_run_name(config)
@@ -135,7 +139,7 @@ class Searcher:
         return searcher
 
     @property
-    def space(self) -> Any:
+    def space(self) -> SearchSpace:
         """The search space (after :meth:`prepare`)."""
         assert self.builder is not None, "call prepare() first"
         return self.builder.space

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from dha_core.budget import StageBudget
-from dha_core.config import stage_epochs
+from dha_core.config import RunConfig, stage_epochs
 from dha_core.config_base import ComponentConfig
 from dha_core.data import BatchStream
 from dha_core.interfaces import ArchRelaxation, ArchStepContext, AugmentationPolicy, HyperOptimizer, Supernet
@@ -68,7 +68,7 @@ class StageSpec:
         return self.source is StageSource.SUPERNET
 
 
-def plan_stages(config: Any) -> list[StageSpec]:
+def plan_stages(config: RunConfig) -> list[StageSpec]:
     """The stages of a run, in order: the search, then ``retrain`` and ``finetune`` when configured."""
     train = config.train
     plan = [StageSpec("search", StageSource.SUPERNET, config.aug, config.hpo,

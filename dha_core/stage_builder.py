@@ -15,7 +15,7 @@ import torch
 
 from dha_core import components as comp
 from dha_core.budget import Clock, StageBudget
-from dha_core.config import stage_epochs
+from dha_core.config import RunConfig, stage_epochs
 from dha_core.data import BatchStream
 from dha_core.distributed import DistContext
 from dha_core.fixed_network import FixedNetwork
@@ -44,7 +44,7 @@ class StageBuilder:
         relax: A relaxation already built for the search stage (see :meth:`prepare`).
     """
 
-    def __init__(self, config: Any, bundle: comp.DataBundle, space: SearchSpace, device: torch.device,
+    def __init__(self, config: RunConfig, bundle: comp.DataBundle, space: SearchSpace, device: torch.device,
                  perf: RunPerformance, dist: DistContext | None = None, clock: Clock = time.perf_counter,
                  relax: ArchRelaxation | None = None) -> None:
         self.config = config
@@ -57,7 +57,7 @@ class StageBuilder:
         self._prepared_relax = relax
 
     @classmethod
-    def prepare(cls, config: Any, device: torch.device, perf: RunPerformance, dist: DistContext | None = None,
+    def prepare(cls, config: RunConfig, device: torch.device, perf: RunPerformance, dist: DistContext | None = None,
                 clock: Clock = time.perf_counter) -> StageBuilder:
         """Builds the dataset (all splits) and the space, and checks that the relaxation can
         be set up on it (e.g. that ``relax=fixed``'s genotype exists and fits)."""

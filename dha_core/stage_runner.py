@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from dha_core.checkpoint import atomic_save
-from dha_core.config import search_fraction
+from dha_core.config import RunConfig, search_fraction
 from dha_core.data import eval_batches
 from dha_core.distributed import DistContext
 from dha_core.evaluate import evaluate
@@ -117,7 +117,7 @@ class StageRunner:
         epoch_callbacks: Called after each epoch-end checkpoint (rank 0).
     """
 
-    def __init__(self, config: Any, state: RunState, run: RunDir, normalizer: Normalizer, val_split: Any,
+    def __init__(self, config: RunConfig, state: RunState, run: RunDir, normalizer: Normalizer, val_split: Any,
                  device: torch.device, dist: DistContext | None = None,
                  epoch_callbacks: list[EpochCallback] | None = None) -> None:
         self.config = config

@@ -41,6 +41,8 @@ from typing import Any, Literal
 
 from dha_core.config import apply_overrides, load_yaml, resolve_config
 from dha_core.errors import UserInputError
+from dha_core.kinds import CONFIG_FIELDS
+from dha_core.kinds import kind as kind_named
 from dha_core.rundir import atomic_write_text, check_creatable
 
 __all__ = [
@@ -75,8 +77,10 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
     for item in items:
         key, sep, values = item.partition("=")
         key = key.strip()
-        if key.startswith("dataset."):
-            key = "data." + key[len("dataset."):]
+        head, dot, rest = key.partition(".")
+        found = kind_named(head) if dot else None
+        if found is not None:  # a kind named by its registry name (dataset.x) -> its config section (data.x)
+            key = f"{found.field}.{rest}"
         if not sep or not key or any(not part for part in key.split(".")) or not values.strip():
             raise UserInputError(f"--grid {item!r}: expected KEY=V1,V2,... with a dotted config key")
         names = [v.strip() for v in values.split(",") if v.strip()]
@@ -204,10 +208,8 @@ def _label(key: str) -> str:
 
 
 def _is_swap(key: str) -> bool:
-    from dha_core.config import COMPONENT_FIELDS
-
     parts = key.split(".")
-    return len(parts) == 2 and parts[0] in COMPONENT_FIELDS and parts[1] == "name"
+    return len(parts) == 2 and parts[0] in CONFIG_FIELDS and parts[1] == "name"
 
 
 # --------------------------------------------------------------------------- one trial
