@@ -187,7 +187,7 @@ def test_tune_config_search_algorithm_and_scheduler() -> None:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from dha_core.sweep import tune_config
+    from dha_core.sweep.engines import tune_config
 
     cfg = tune_config(tune, RayOptions(search_alg="optuna", num_samples=5, scheduler="asha", metric="val_acc",
                                        max_concurrent=2))
