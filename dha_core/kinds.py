@@ -24,17 +24,20 @@ class Kind:
         name: The registry kind (what plugins register and ``dha list`` shows).
         field: The run config's section that selects the component.
         default: The component a config that omits the section gets.
+        context: The keyword arguments the core passes to this kind's factories
+            (``factory(config, **context)``); a factory declares the ones it uses.
     """
 
     name: str
     field: str
     default: str
+    context: tuple[str, ...] = ()
 
 
 KIND_TABLE: tuple[Kind, ...] = (
-    Kind("space", "space", "darts"),
-    Kind("relax", "relax", "ista"),
-    Kind("aug", "aug", "kornia"),
+    Kind("space", "space", "darts", ("data_spec",)),
+    Kind("relax", "relax", "ista", ("epochs", "seed")),
+    Kind("aug", "aug", "kornia", ("data_spec",)),
     Kind("hpo", "hpo", "hypergrad"),
     Kind("dataset", "data", "sample"),
 )

@@ -78,7 +78,7 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     component = registry.get("space", space_cfg["name"])
     config = component.config.model_validate(space_cfg)
     spec = blob["data_spec"]
-    space = component.factory(config, data_spec=spec)
+    space = component.create(config, data_spec=spec)
     net = space.build_child(selection_from_json(blob["selection"]))
     model = NormalizedModel(net, spec["mean"], spec["std"])
     model.load_state_dict(blob["state_dict"])

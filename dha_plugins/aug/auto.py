@@ -124,21 +124,21 @@ class KorniaAutoPolicy(AugmentationPolicy):
 
 
 def create_autoaugment(
-    config: AutoAugmentConfig, data_spec: dict[str, Any] | None = None, **_: Any
+    config: AutoAugmentConfig, data_spec: dict[str, Any] | None = None
 ) -> KorniaAutoPolicy:
     """AutoAugment (fixed published policy) through kornia.augmentation.auto."""
     return KorniaAutoPolicy(kauto.AutoAugment(policy=config.policy), config, data_spec)
 
 
 def create_randaugment(
-    config: RandAugmentConfig, data_spec: dict[str, Any] | None = None, **_: Any
+    config: RandAugmentConfig, data_spec: dict[str, Any] | None = None
 ) -> KorniaAutoPolicy:
     """RandAugment (n ops at magnitude m) through kornia.augmentation.auto."""
     return KorniaAutoPolicy(kauto.RandAugment(n=config.n, m=config.m), config, data_spec)
 
 
 def create_trivialaugment(
-    config: TrivialAugmentConfig, data_spec: dict[str, Any] | None = None, **_: Any
+    config: TrivialAugmentConfig, data_spec: dict[str, Any] | None = None
 ) -> KorniaAutoPolicy:
     """TrivialAugment (one random op at a random magnitude) through kornia.augmentation.auto."""
     return KorniaAutoPolicy(kauto.TrivialAugment(), config, data_spec)

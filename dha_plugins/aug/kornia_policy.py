@@ -116,7 +116,7 @@ class KorniaPolicy(LearnablePolicy):
         return out.index_select(0, restore.to(images.device, non_blocking=True))
 
 
-def create_kornia(config: KorniaPolicyConfig, data_spec: dict[str, Any] | None = None, **_: Any) -> KorniaPolicy:
+def create_kornia(config: KorniaPolicyConfig, data_spec: dict[str, Any] | None = None) -> KorniaPolicy:
     """DHA's learnable 14-op pair policy, batched on the training device (Kornia)."""
     return KorniaPolicy(config, data_spec=data_spec)
 

@@ -55,7 +55,7 @@ class StandardAugmentation(AugmentationPolicy):
         return self.fixed_ops.post(self.fixed_ops.pre(images, generator), generator), None
 
 
-def create_standard(config: StandardConfig, data_spec: dict[str, Any] | None = None, **_: Any) -> StandardAugmentation:
+def create_standard(config: StandardConfig, data_spec: dict[str, Any] | None = None) -> StandardAugmentation:
     """Random crop with padding, horizontal flip, optional cutout (batched)."""
     return StandardAugmentation(config, data_spec=data_spec)
 

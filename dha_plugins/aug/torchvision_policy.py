@@ -58,7 +58,7 @@ class TorchvisionPolicy(LearnablePolicy):
 
 
 def create_torchvision(
-    config: TorchvisionPolicyConfig, data_spec: dict[str, Any] | None = None, **_: Any
+    config: TorchvisionPolicyConfig, data_spec: dict[str, Any] | None = None
 ) -> TorchvisionPolicy:
     """DHA's learnable policy applied per image (torchvision): reference and CPU fallback."""
     return TorchvisionPolicy(config, data_spec=data_spec)

@@ -551,7 +551,7 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
         }
 
 
-def create_hypergrad(config: HypergradHPOConfig, **_: Any) -> HypergradHyperOptimizer:
+def create_hypergrad(config: HypergradHPOConfig) -> HypergradHyperOptimizer:
     """Online closed-form hypergradient on lr and weight decay (DHA)."""
     return HypergradHyperOptimizer(config)
 

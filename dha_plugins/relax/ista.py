@@ -492,7 +492,7 @@ class IstaRelaxation(ArchRelaxation):
         self._rejections = [dict(r) for r in state["rejections"]]
 
 
-def create_ista(config: IstaConfig, seed: int = 0, **_: Any) -> IstaRelaxation:
+def create_ista(config: IstaConfig, seed: int = 0) -> IstaRelaxation:
     """ISTA-NAS one-stage: sparse code b per node, FISTA recovery, freezing, resource limits."""
     return IstaRelaxation(config, seed=seed)
 

@@ -181,7 +181,7 @@ class SoftmaxRelaxation(ArchRelaxation):
         return out
 
 
-def create_softmax(config: SoftmaxConfig, **_: Any) -> SoftmaxRelaxation:
+def create_softmax(config: SoftmaxConfig) -> SoftmaxRelaxation:
     """DARTS: dense softmax mixing, bilevel first/second order, optional resource penalty."""
     return SoftmaxRelaxation(config)
 

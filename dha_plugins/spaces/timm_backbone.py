@@ -182,7 +182,7 @@ class TimmSpace(SearchSpace):
         return {}
 
 
-def create_timm_space(config: TimmSpaceConfig, data_spec: DataSpec | dict, **_: Any) -> TimmSpace:
+def create_timm_space(config: TimmSpaceConfig, data_spec: DataSpec | dict) -> TimmSpace:
     """Any timm model as a fixed network: DA and HPO only (pretrained=False)."""
     return TimmSpace(config, data_spec)
 

@@ -166,7 +166,7 @@ class TinySpace(SearchSpace):
         return {g.name: g for g in self.choice_groups()}
 
 
-def create_tiny_space(config: TinySpaceConfig, data_spec: DataSpec, **_: Any) -> TinySpace:
+def create_tiny_space(config: TinySpaceConfig, data_spec: DataSpec) -> TinySpace:
     """Toy two-node cell for tests and examples."""
     return TinySpace(config, data_spec)
 

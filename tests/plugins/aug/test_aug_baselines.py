@@ -71,7 +71,7 @@ AUG_NAMES = ["none", "standard", "kornia", "torchvision", "autoaugment", "randau
 
 def _build(name: str, **fields) -> AugmentationPolicy:
     component = get_registry().get("aug", name)
-    return component.factory(component.config(**fields), data_spec=SPEC)
+    return component.create(component.config(**fields), data_spec=SPEC)
 
 
 def test_every_augmentation_is_registered_with_a_config() -> None:

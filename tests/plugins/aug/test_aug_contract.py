@@ -15,7 +15,7 @@ AUGS = get_registry().names("aug")
 def _build(name: str) -> AugmentationPolicy:
     component = get_registry().get("aug", name)
     fields = {"cutout": 4} if "cutout" in component.config.model_fields else {}
-    return component.factory(component.config(**fields), data_spec=dict(SPEC))
+    return component.create(component.config(**fields), data_spec=dict(SPEC))
 
 
 def _gen(seed: int) -> torch.Generator:

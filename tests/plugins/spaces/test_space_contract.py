@@ -36,7 +36,7 @@ SPACES = get_registry().names("space")
 def make_space(name: str) -> tuple[SearchSpace, dict[str, Any]]:
     component = get_registry().get("space", name)
     config = component.config(**SMALL.get(name, {}))
-    return component.factory(config, data_spec=dict(SPEC)), config.model_dump(mode="json")
+    return component.create(config, data_spec=dict(SPEC)), config.model_dump(mode="json")
 
 
 @pytest.fixture(params=SPACES)
