@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from dha_core import components as comp
-from dha_core.config import load_yaml, resolve_config
+from dha_core.config import resolve_config
+from dha_core.config_files import load_yaml
 from dha_core.data import eval_batches
 from dha_core.errors import UserInputError
 from dha_core.evaluate import evaluate

@@ -22,7 +22,8 @@ from typing import Any
 
 from dha_core.budget import Clock
 from dha_core.checkpoint import load_checkpoint
-from dha_core.config import RunConfig, apply_overrides, load_yaml, resolve_config, save_config
+from dha_core.config import RunConfig, resolve_config, save_config
+from dha_core.config_files import apply_overrides, load_yaml
 from dha_core.distributed import DistContext
 from dha_core.errors import UserInputError
 from dha_core.interfaces import SearchSpace

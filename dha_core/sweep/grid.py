@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dha_core.config import apply_overrides, load_yaml, resolve_config
+from dha_core.config import resolve_config
+from dha_core.config_files import apply_overrides, load_yaml
 from dha_core.errors import UserInputError
 from dha_core.kinds import CONFIG_FIELDS
 from dha_core.kinds import kind as kind_named
