@@ -14,6 +14,7 @@ from dha_core.config_base import ComponentConfig
 from dha_core.errors import UserInputError
 from dha_core.interfaces import ArchRelaxation, AugmentationPolicy, Dataset, HyperOptimizer, SearchSpace, Supernet
 from dha_core.registry import get_registry
+from dha_core.types import DataSpec
 
 __all__ = ["DataBundle", "build_dataset", "build_space", "build_relax", "build_aug", "build_hpo", "weight_param_groups"]
 
@@ -25,7 +26,7 @@ class DataBundle:
     """A dataset with its splits materialised and its spec for the other components."""
 
     dataset: Dataset
-    spec: dict[str, Any]
+    spec: DataSpec
 
 
 def build_dataset(config: RunConfig) -> DataBundle:
@@ -35,17 +36,17 @@ def build_dataset(config: RunConfig) -> DataBundle:
     for split in ("train", "val", "test"):
         if len(dataset.split(split)) == 0:
             raise UserInputError(f"data: the {split} split is empty")
-    spec = {
-        "num_classes": int(dataset.num_classes),
-        "channels": int(dataset.channels),
-        "image_size": int(dataset.image_size),
-        "mean": [float(m) for m in dataset.mean],
-        "std": [float(s) for s in dataset.std],
-    }
+    spec = DataSpec(
+        num_classes=int(dataset.num_classes),
+        channels=int(dataset.channels),
+        image_size=int(dataset.image_size),
+        mean=tuple(float(m) for m in dataset.mean),
+        std=tuple(float(s) for s in dataset.std),
+    )
     return DataBundle(dataset, spec)
 
 
-def build_space(space_config: ComponentConfig, spec: dict[str, Any]) -> SearchSpace:
+def build_space(space_config: ComponentConfig, spec: DataSpec) -> SearchSpace:
     return get_registry().create("space", space_config, data_spec=spec)
 
 
@@ -69,7 +70,7 @@ def build_relax(relax_config: ComponentConfig, space: SearchSpace, supernet: Sup
     return relax
 
 
-def build_aug(aug_config: ComponentConfig, spec: dict[str, Any]) -> AugmentationPolicy:
+def build_aug(aug_config: ComponentConfig, spec: DataSpec) -> AugmentationPolicy:
     return get_registry().create("aug", aug_config, data_spec=spec)
 
 

@@ -81,7 +81,7 @@ class ResultWriter:
             assert isinstance(stage.net, FixedNetwork)
             child = stage.net.net
         self.perf.restore_module(child)  # the saved model is contiguous fp32, like a reload
-        model = NormalizedModel(child, bundle.spec["mean"], bundle.spec["std"]).to(device).eval()
+        model = NormalizedModel.for_data(child, bundle.spec).to(device).eval()
         if self.dist is None:
             return self._evaluate_and_write(model, child, stage, state)
         # Rank 0 evaluates and writes; the others wait for its summary (or its failure).

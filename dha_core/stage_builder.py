@@ -72,7 +72,9 @@ class StageBuilder:
 
     def normalizer(self) -> Normalizer:
         """Maps ``[0, 1]`` images to the network's input on the training device."""
-        return Normalizer(self.bundle.spec["mean"], self.bundle.spec["std"], self.device)
+        spec = self.bundle.spec
+        assert spec.mean is not None and spec.std is not None  # build_dataset always sets them
+        return Normalizer(spec.mean, spec.std, self.device)
 
     def build(self, spec: StageSpec, selection: Selection | None = None, supernet: Supernet | None = None) -> Stage:
         """The stage's components, ready to step.

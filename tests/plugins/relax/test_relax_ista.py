@@ -268,7 +268,7 @@ def test_frozen_and_folded_child_matches_the_supernet(kind: str) -> None:
     torch.manual_seed(0)
     space, net = _spaces(kind)
     relax = _ista(space, freeze_tol=1e-4, freeze_warmup=1, init_std=0.5, lam=1e-3, lr=0.05)
-    size = space.data_spec["image_size"]
+    size = space.data_spec.image_size
     x = torch.randn(4, 3, size, size)
     net.train()
     for step in range(2):  # move b and the BN statistics away from their initial values
