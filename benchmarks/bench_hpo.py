@@ -47,6 +47,7 @@ from torch import nn
 
 from dha_core import get_registry
 from dha_core.interfaces import HyperOptimizer
+from dha_core.types import DataSpec
 
 # The scripts run as files, not as a package: put this folder on the path so `common`
 # imports however the script is started (``python benchmarks/...``, ``runpy``, ``-m``).
@@ -63,7 +64,7 @@ def build_child(c: int, layers: int) -> tuple[nn.Module, dict[str, Any]]:
 
     registry = get_registry()
     cfg = registry.get("space", "darts").config(C=c, layers=layers)
-    space = registry.create("space", cfg, data_spec={"num_classes": 10, "channels": 3, "image_size": 32})
+    space = registry.create("space", cfg, data_spec=DataSpec(num_classes=10, channels=3, image_size=32))
     child = space.build_child(space.selection_from_genotype(DARTS_V2))
     return child, {"space": "darts", "genotype": "DARTS_V2", "C": c, "layers": layers}
 

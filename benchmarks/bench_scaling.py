@@ -80,7 +80,7 @@ def run_steps(batch: int, threads: int, steps: int, warmup: int, width: int) -> 
         searcher = dha_core.build(config=step_config(Path(tmp), batch, width))
         searcher.dist = DistContext.start(searcher.device)
         searcher.prepare()
-        stage = searcher.search_stage()
+        stage = searcher.builder.build(searcher.plan[0])
         times = []
         for step in range(warmup + steps):
             data = stage.train_stream.next()

@@ -49,7 +49,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dha_core import get_registry
-from dha_core.types import ChoiceGroup, MixingWeights
+from dha_core.types import ChoiceGroup, DataSpec, MixingWeights
 
 # The scripts run as files, not as a package: put this folder on the path so `common`
 # imports however the script is started (``python benchmarks/...``, ``runpy``, ``-m``).
@@ -65,7 +65,7 @@ def build(c: int, layers: int, image_size: int, device: torch.device) -> tuple[A
     """The darts space (all 8 ops) and its supernet, through the registry."""
     registry = get_registry()
     cfg = registry.get("space", "darts").config(C=c, layers=layers)
-    space = registry.create("space", cfg, data_spec={"num_classes": 10, "channels": 3, "image_size": image_size})
+    space = registry.create("space", cfg, data_spec=DataSpec(num_classes=10, channels=3, image_size=image_size))
     return space, space.build_supernet().to(device).train()
 
 

@@ -109,7 +109,7 @@ def variant_config(name: str, c: int, layers: int, batch: int, image_size: int, 
 def build_stage(name: str, args: argparse.Namespace) -> Stage:
     searcher = Searcher(resolve_config(variant_config(name, args.C, args.layers, args.batch, args.image_size)))
     searcher.prepare()
-    stage = searcher.search_stage()
+    stage = searcher.builder.build(searcher.plan[0])
     if name == "plain":
         stage.aug.learnable = False  # policy applied, not updated
         stage.relax.arch_parameters = lambda: []  # type: ignore[method-assign]  # architecture fixed
@@ -161,7 +161,7 @@ def measure_throughput(args: argparse.Namespace, device: str) -> dict[str, Any]:
                 names.remove(setting)
                 break
             searcher.prepare()
-            stages[(setting, mode)] = searcher.search_stage()
+            stages[(setting, mode)] = searcher.builder.build(searcher.plan[0])
 
     def scope(setting: str) -> contextlib.AbstractContextManager[None]:
         return thread_scope(threads[setting]) if device == "cpu" else contextlib.nullcontext()

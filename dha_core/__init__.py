@@ -1,7 +1,7 @@
 """dha: end-to-end joint search of data augmentation, hyper-parameters and architecture."""
 
 from dha_core.errors import DHAError, NonFiniteError, UserInputError
-from dha_core.registry import get_registry, list_components
+from dha_core.registry import create, get_registry, list_components
 
 __version__ = "0.1.0"
 
@@ -10,6 +10,7 @@ __all__ = [
     "NonFiniteError",
     "UserInputError",
     "build",
+    "create",
     "get_registry",
     "list_components",
     "load_model",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from dha_core.errors import NonFiniteError, UserInputError
+from dha_core.kinds import KINDS
 
 __all__ = ["main"]
 
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
-    ls.add_argument("--kind", choices=["space", "relax", "aug", "hpo", "dataset"])
+    ls.add_argument("--kind", choices=list(KINDS))
 
     search = sub.add_parser("search", help="run a search")
     search.add_argument("--config", "-c", required=True, type=_path, help="YAML config file")
@@ -322,13 +323,12 @@ def _sweep(args: argparse.Namespace) -> tuple[int, Path]:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from dha_core.ablate import swaps_to_grid, write_ablation_files
+    from dha_core.ablate import swaps_to_grid
 
     if not args.swap and not args.grid:
         raise UserInputError("ablate: give at least one --swap KIND=A,B,...")
     args.grid = [*swaps_to_grid(args.swap), *args.grid]
-    code, out = _sweep(args)
-    write_ablation_files(out)
+    code, _ = _sweep(args)
     return code
 
 

@@ -9,9 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from dha_core.config import RunConfig
+from dha_core.config_base import ComponentConfig
 from dha_core.errors import UserInputError
 from dha_core.interfaces import ArchRelaxation, AugmentationPolicy, Dataset, HyperOptimizer, SearchSpace, Supernet
 from dha_core.registry import get_registry
+from dha_core.types import DataSpec
 
 __all__ = ["DataBundle", "build_dataset", "build_space", "build_relax", "build_aug", "build_hpo", "weight_param_groups"]
 
@@ -23,31 +26,31 @@ class DataBundle:
     """A dataset with its splits materialised and its spec for the other components."""
 
     dataset: Dataset
-    spec: dict[str, Any]
+    spec: DataSpec
 
 
-def build_dataset(config: Any) -> DataBundle:
+def build_dataset(config: RunConfig) -> DataBundle:
     """Builds the dataset and materialises every split, so data errors surface before a
     run directory exists."""
     dataset: Dataset = get_registry().create("dataset", config.data)
     for split in ("train", "val", "test"):
         if len(dataset.split(split)) == 0:
             raise UserInputError(f"data: the {split} split is empty")
-    spec = {
-        "num_classes": int(dataset.num_classes),
-        "channels": int(dataset.channels),
-        "image_size": int(dataset.image_size),
-        "mean": [float(m) for m in dataset.mean],
-        "std": [float(s) for s in dataset.std],
-    }
+    spec = DataSpec(
+        num_classes=int(dataset.num_classes),
+        channels=int(dataset.channels),
+        image_size=int(dataset.image_size),
+        mean=tuple(float(m) for m in dataset.mean),
+        std=tuple(float(s) for s in dataset.std),
+    )
     return DataBundle(dataset, spec)
 
 
-def build_space(space_config: Any, spec: dict[str, Any]) -> SearchSpace:
+def build_space(space_config: ComponentConfig, spec: DataSpec) -> SearchSpace:
     return get_registry().create("space", space_config, data_spec=spec)
 
 
-def build_relax(relax_config: Any, space: SearchSpace, supernet: Supernet, epochs: int | None = None,
+def build_relax(relax_config: ComponentConfig, space: SearchSpace, supernet: Supernet, epochs: int | None = None,
                 seed: int = 0) -> ArchRelaxation:
     """Builds the relaxation.
 
@@ -62,20 +65,16 @@ def build_relax(relax_config: Any, space: SearchSpace, supernet: Supernet, epoch
     relax: ArchRelaxation = get_registry().create("relax", relax_config, epochs=epochs, seed=seed)
     groups = space.choice_groups()
     if not groups:
-        log.info("space %r has no architecture choices: relax=%r is ignored", space_config_name(space), relax_config.name)
+        log.info("space %r has no architecture choices: relax=%r is ignored", space.name, relax_config.name)
     relax.setup(groups, space=space)
     return relax
 
 
-def space_config_name(space: SearchSpace) -> str:
-    return getattr(space, "name", type(space).__name__)
-
-
-def build_aug(aug_config: Any, spec: dict[str, Any]) -> AugmentationPolicy:
+def build_aug(aug_config: ComponentConfig, spec: DataSpec) -> AugmentationPolicy:
     return get_registry().create("aug", aug_config, data_spec=spec)
 
 
-def build_hpo(hpo_config: Any) -> HyperOptimizer:
+def build_hpo(hpo_config: ComponentConfig) -> HyperOptimizer:
     return get_registry().create("hpo", hpo_config)
 
 

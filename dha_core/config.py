@@ -16,13 +16,15 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator
 
 from dha_core.config_base import ComponentConfig, StrictModel
 from dha_core.errors import UserInputError
+from dha_core.config_files import apply_overrides, load_yaml
+from dha_core.kinds import KIND_TABLE, RETRAIN_KINDS
 
 __all__ = [
     "COMPONENT_FIELDS",
@@ -30,24 +32,17 @@ __all__ = [
     "TrainConfig",
     "OutputConfig",
     "RetrainConfig",
+    "RunConfig",
     "run_config_model",
     "resolve_config",
-    "load_yaml",
     "load_config",
     "save_config",
-    "apply_overrides",
     "format_validation_error",
 ]
 
-# RunConfig field -> registry kind. The dataset component lives under ``data``.
-COMPONENT_FIELDS: dict[str, str] = {"space": "space", "relax": "relax", "aug": "aug", "hpo": "hpo", "data": "dataset"}
-DEFAULT_COMPONENTS: dict[str, str] = {
-    "space": "darts",
-    "relax": "ista",
-    "aug": "kornia",
-    "hpo": "hypergrad",
-    "data": "sample",
-}
+# RunConfig field -> registry kind, and field -> default component (from the kinds table).
+COMPONENT_FIELDS: dict[str, str] = {k.field: k.name for k in KIND_TABLE}
+DEFAULT_COMPONENTS: dict[str, str] = {k.field: k.default for k in KIND_TABLE}
 
 
 class TrainConfig(StrictModel):
@@ -150,8 +145,37 @@ class RetrainConfig(StrictModel):
     epochs: int | None = Field(None, ge=1, description="null: 10 without a time budget, unbounded with one.")
     time_budget_s: float | None = Field(None, gt=0, description="Training seconds of the retrain stage.")
 
+    if TYPE_CHECKING:  # added by run_config_model() (registry-dependent unions)
+        aug: ComponentConfig
+        hpo: ComponentConfig
 
-RETRAIN_DEFAULTS: dict[str, str] = {"aug": "kornia", "hpo": "hypergrad"}
+
+class RunConfig(StrictModel):
+    """The static base of the run config: what the core may rely on, typed.
+
+    :func:`run_config_model` derives the validated model from it, narrowing each
+    component field to the discriminated union of the registered components (and adding
+    ``retrain.aug`` / ``retrain.hpo``). The core is typed against this base.
+    """
+
+    space: ComponentConfig
+    relax: ComponentConfig
+    aug: ComponentConfig
+    hpo: ComponentConfig
+    data: ComponentConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    retrain: RetrainConfig | None = None
+    version: Literal[1] = 1
+
+    def component(self, field: str) -> ComponentConfig:
+        """The component config of section ``field`` (one of :data:`~dha_core.kinds.CONFIG_FIELDS`)."""
+        if field not in COMPONENT_FIELDS:
+            raise KeyError(f"{field!r} is not a component section")
+        return getattr(self, field)
+
+
+RETRAIN_DEFAULTS: dict[str, str] = {name: DEFAULT_COMPONENTS[name] for name in RETRAIN_KINDS}
 
 DEFAULT_EPOCHS = 10
 """Epochs of a stage that has neither ``epochs`` nor ``time_budget_s``."""
@@ -167,7 +191,7 @@ def stage_epochs(epochs: int | None, time_budget_s: float | None) -> int | None:
     return None if time_budget_s is not None else DEFAULT_EPOCHS
 
 
-def search_fraction(config: Any) -> float:
+def search_fraction(config: RunConfig) -> float:
     """The resolved ``train.search_fraction`` of a run config."""
     if config.train.search_fraction is not None:
         return float(config.train.search_fraction)
@@ -186,7 +210,7 @@ def _component_union(kind: str) -> Any:
 
 
 @functools.lru_cache(maxsize=1)
-def run_config_model() -> type[StrictModel]:
+def run_config_model() -> type[RunConfig]:
     """Builds the ``RunConfig`` model from the registered components."""
     fields: dict[str, Any] = {f: (_component_union(kind), ...) for f, kind in COMPONENT_FIELDS.items()}
     fields["train"] = (TrainConfig, Field(default_factory=TrainConfig))
@@ -194,12 +218,11 @@ def run_config_model() -> type[StrictModel]:
     retrain = create_model(
         "RetrainConfig",
         __base__=RetrainConfig,
-        aug=(_component_union("aug"), ...),
-        hpo=(_component_union("hpo"), ...),
+        **{name: (_component_union(name), ...) for name in RETRAIN_KINDS},
     )
     fields["retrain"] = (retrain | None, None)
     fields["version"] = (Literal[1], 1)
-    return create_model("RunConfig", __base__=StrictModel, **fields)
+    return create_model("RunConfig", __base__=RunConfig, **fields)
 
 
 def _fmt_loc(loc: tuple[Any, ...]) -> str:
@@ -278,7 +301,7 @@ def _normalize_components(raw: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def resolve_config(raw: dict[str, Any] | None = None, set_keys: tuple[str, ...] = ()) -> Any:
+def resolve_config(raw: dict[str, Any] | None = None, set_keys: tuple[str, ...] = ()) -> RunConfig:
     """Validates a raw mapping into a ``RunConfig``.
 
     Args:
@@ -298,84 +321,17 @@ def resolve_config(raw: dict[str, Any] | None = None, set_keys: tuple[str, ...] 
         raise UserInputError(format_validation_error(exc, set_keys)) from None
 
 
-def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Reads a YAML mapping; any problem is a :class:`UserInputError` naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserInputError(f"config file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"cannot read config file {p}: {exc}") from None
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserInputError(f"cannot parse YAML in {p}{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserInputError(f"config file {p} must contain a mapping at the top level")
-    return data
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Applies ``key.path=value`` overrides; values are parsed as YAML scalars.
-
-    Setting ``<component>.name`` swaps the component: its other fields are dropped unless
-    they are also set.
-
-    Returns:
-        The new mapping and the dotted keys that were set.
-    """
-    data = copy.deepcopy(raw)
-    keys: list[str] = []
-    for item in overrides:
-        if "=" not in item:
-            raise UserInputError(f"--set {item!r}: expected key=value")
-        key, _, text = item.partition("=")
-        key = key.strip()
-        if not key or any(not part for part in key.split(".")):
-            raise UserInputError(f"--set {item!r}: empty key")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            value = text
-        parts = key.split(".")
-        if len(parts) == 2 and parts[0] in COMPONENT_FIELDS and parts[1] == "name":
-            data[parts[0]] = {"name": value}
-            keys.append(key)
-            continue
-        node = data
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if isinstance(child, str) and i == 0 and part in COMPONENT_FIELDS:
-                child = {"name": child}
-            if child is None:
-                child = {}
-            if not isinstance(child, dict):
-                raise UserInputError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a mapping")
-            node[part] = child
-            node = child
-        node[parts[-1]] = value
-        keys.append(key)
-    return data, tuple(keys)
-
-
-def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Loads, overrides and validates a run config (the CLI's path)."""
     raw = load_yaml(path) if path is not None else {}
     raw, keys = apply_overrides(raw, overrides)
     return resolve_config(raw, set_keys=keys)
 
 
-def config_to_dict(config: Any) -> dict[str, Any]:
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
-def save_config(config: Any, path: str | os.PathLike[str]) -> None:
+def save_config(config: RunConfig, path: str | os.PathLike[str]) -> None:
     """Writes the fully resolved config as YAML."""
     Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8")

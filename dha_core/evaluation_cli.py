@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from dha_core import components as comp
-from dha_core.config import load_yaml, resolve_config
+from dha_core.config import resolve_config
+from dha_core.config_files import load_yaml
 from dha_core.data import eval_batches
 from dha_core.errors import UserInputError
 from dha_core.evaluate import evaluate
@@ -36,7 +37,7 @@ def evaluate_run(run_dir: Path, data: str | None = None, split: str = "test") ->
     device = resolve_device(config.train.device)
     model = load_model(run_dir / "model.pt", map_location=device)
     bundle = comp.build_dataset(config)
-    if bundle.spec["num_classes"] != _model_classes(run_dir):
+    if bundle.spec.num_classes != _model_classes(run_dir):
         raise UserInputError(f"data: {config.data.name} has {bundle.spec['num_classes']} classes, "
                              f"the model {_model_classes(run_dir)}")
     batches = eval_batches(bundle.dataset.split(split), config.train.eval_batch_size, config.train.workers)

@@ -15,6 +15,7 @@ import torch
 from dha_core.checkpoint import load_checkpoint
 from dha_core.errors import UserInputError
 from dha_core.model_io import load_model
+from dha_core.types import DataSpec
 
 __all__ = ["export_run"]
 
@@ -44,8 +45,8 @@ def export_run(run_dir: Path, fmt: str, output: Path | None = None) -> Path:
     if not model_path.is_file():
         raise UserInputError(f"model not found: {model_path}")
     model = load_model(model_path).cpu().eval()
-    spec = load_checkpoint(model_path)["data_spec"]
-    example = torch.rand(1, spec["channels"], spec["image_size"], spec["image_size"])
+    spec = DataSpec.from_json(load_checkpoint(model_path)["data_spec"])
+    example = torch.rand(1, spec.channels, spec.image_size, spec.image_size)
     out = output or model_path.with_name("model.ts" if fmt == "torchscript" else "model.onnx")
     _check_output(out)
     if fmt == "torchscript":

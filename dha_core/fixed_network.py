@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dha_core.interfaces import Supernet
+from dha_core.interfaces import SupportsDropPath, Supernet
 from dha_core.types import MixingWeights
 
 __all__ = ["FixedNetwork"]
@@ -24,6 +24,5 @@ class FixedNetwork(Supernet):
         return self.net(x)
 
     def set_drop_path(self, prob: float) -> None:
-        setter = getattr(self.net, "set_drop_path", None)
-        if callable(setter):
-            setter(prob)
+        if isinstance(self.net, SupportsDropPath):  # a declared, optional capability of children
+            self.net.set_drop_path(prob)

@@ -1,4 +1,4 @@
-"""One DHA iteration (DESIGN.md, "The joint step"), written only against the interfaces.
+"""One DHA iteration (the joint step, ``docs/architecture.md``), written only against the interfaces.
 
 Order within a step, and the batch each update uses:
 
@@ -44,7 +44,7 @@ from dha_core.precision import RunPerformance, ScaledParams
 if TYPE_CHECKING:
     from dha_core.distributed import DistContext
 
-__all__ = ["JointStep", "StepOutcome"]
+__all__ = ["JointStep", "JointStepSettings", "StepOutcome", "prefixed_metrics", "split_output"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,39 @@ def split_output(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     return out, None
 
 
+@dataclass(frozen=True)
+class JointStepSettings:
+    """Everything the joint step uses besides the four components.
+
+    Attributes:
+        normalize: Maps ``[0, 1]`` images to the network's input.
+        device: Training device.
+        next_val_batch: Draws a clean validation batch (for bilevel and held-out updates).
+        grad_clip: Max global norm of weight gradients, or None.
+        aux_weight: Weight of the auxiliary head's loss.
+        max_nonfinite: Consecutive non-finite steps tolerated before raising.
+        generator: Seeded generator for the policy's sampling. In a distributed search it
+            is the same on every rank and drives only the policy's batch-level draw
+            (:attr:`~dha_core.interfaces.AugmentationPolicy.batch_generator`); the
+            per-sample draws use a generator seeded from ``(sample_seed, rank, step)``.
+        dist: The distributed context, or None for a single process.
+        sample_seed: Seed of the per-rank sample generator (distributed only).
+        perf: Precision, memory format and compile settings; None: fp32, contiguous,
+            eager (the network must already be in ``perf``'s memory format).
+    """
+
+    normalize: Callable[[torch.Tensor], torch.Tensor]
+    device: torch.device
+    next_val_batch: Callable[[], Batch]
+    grad_clip: float | None
+    aux_weight: float
+    max_nonfinite: int
+    generator: torch.Generator | None
+    dist: DistContext | None = None
+    sample_seed: int = 0
+    perf: RunPerformance | None = None
+
+
 class JointStep:
     """Runs the joint step for one set of components.
 
@@ -74,72 +107,45 @@ class JointStep:
         relax: Architecture relaxation.
         aug: Augmentation policy.
         hpo: Hyper-optimizer, already attached to ``net``'s weights.
-        normalize: Maps ``[0, 1]`` images to the network's input.
-        device: Training device.
-        next_val_batch: Draws a clean validation batch (for bilevel and held-out updates).
-        grad_clip: Max global norm of weight gradients, or None.
-        aux_weight: Weight of the auxiliary head's loss.
-        max_nonfinite: Consecutive non-finite steps tolerated before raising.
-        generator: Seeded generator for the policy's sampling. In a distributed search it
-            is the same on every rank and drives only the policy's batch-level draw (when
-            the policy has a ``batch_generator`` attribute); the per-sample draws use a
-            generator seeded from ``(sample_seed, rank, step)``.
-        dist: The distributed context, or None for a single process.
-        sample_seed: Seed of the per-rank sample generator (distributed only).
-        perf: Precision, memory format and compile settings; None: fp32, contiguous,
-            eager (the network must already be in ``perf``'s memory format).
+        settings: The rest (:class:`JointStepSettings`).
     """
 
-    def __init__(
-        self,
-        net: nn.Module,
-        relax: ArchRelaxation,
-        aug: AugmentationPolicy,
-        hpo: HyperOptimizer,
-        normalize: Callable[[torch.Tensor], torch.Tensor],
-        device: torch.device,
-        next_val_batch: Callable[[], Batch],
-        grad_clip: float | None,
-        aux_weight: float,
-        max_nonfinite: int,
-        generator: torch.Generator | None,
-        dist: DistContext | None = None,
-        sample_seed: int = 0,
-        *,
-        perf: RunPerformance | None = None,
-    ) -> None:
+    def __init__(self, net: nn.Module, relax: ArchRelaxation, aug: AugmentationPolicy, hpo: HyperOptimizer,
+                 settings: JointStepSettings) -> None:
         self.net = net
         self.relax = relax
         self.aug = aug
         self.hpo = hpo
-        self.normalize = normalize
-        self.device = device
-        self.next_val_batch = next_val_batch
-        self.grad_clip = grad_clip
-        self.aux_weight = aux_weight
-        self.max_nonfinite = max_nonfinite
-        self.generator = generator
+        self.settings = settings
+        self.normalize = settings.normalize
+        self.device = settings.device
+        self.next_val_batch = settings.next_val_batch
+        self.grad_clip = settings.grad_clip
+        self.aux_weight = settings.aux_weight
+        self.max_nonfinite = settings.max_nonfinite
+        self.generator = settings.generator
         self.weights: list[torch.Tensor] = [p for g in hpo.param_groups for p in g["params"]]
         self.nonfinite_total = 0
         self.nonfinite_run = 0
         self.scaler_skipped = 0
-        self.dist = dist
-        self.sample_seed = sample_seed
-        self.perf = perf if perf is not None else RunPerformance(device)
+        self.dist = settings.dist
+        self.sample_seed = settings.sample_seed
+        self.perf = settings.perf if settings.perf is not None else RunPerformance(settings.device)
         self.scaler = self.perf.grad_scaler()
         self._scaled = ScaledParams([*self.weights, *relax.arch_parameters()])
         # The module whose forward the training step and the hyper forward call (compiled
         # or not); ``net`` itself stays the uncompiled module (state dicts, derive, eval).
         self.hyper_net: nn.Module = self.perf.compile_module(net)
         self.forward_net: nn.Module = self.hyper_net
+        dist = settings.dist
         if dist is not None:
             self.forward_net = dist.wrap(self.hyper_net)
             # Plugins take their own optimizer steps on these: average each gradient as
-            # autograd produces it, so that every rank steps identically.
-            self._hooks = dist.average_grads_of([*relax.arch_parameters(), *aug.parameters()])
+            # autograd produces it, so that every rank steps identically (the hooks live
+            # as long as the parameters).
+            dist.average_grads_of([*relax.arch_parameters(), *aug.parameters()])
             self._sample_generator = dist.sample_generator()
-            if hasattr(aug, "batch_generator"):
-                aug.batch_generator = generator
+            aug.batch_generator = settings.generator
 
     def _to_device(self, batch: Batch) -> Batch:
         x, y = batch
@@ -194,14 +200,10 @@ class JointStep:
             train_batch=train_batch,
             val_batch=val_batch,
             step=step,
-            extras=self._arch_extras(),
+            supernet=self.net,
+            # Only the bilevel (DARTS unrolled) step reads them: skip the lookup otherwise.
+            momentum_buffers=self.hpo.momentum_buffers(self.weights) if self.relax.bilevel else None,
         )
-
-    def _arch_extras(self) -> dict[str, Any]:
-        extras: dict[str, Any] = {"supernet": self.net}
-        if self.relax.bilevel:  # only the bilevel (DARTS unrolled) step reads them: skip the lookup otherwise
-            extras["momentum_buffers"] = self.hpo.momentum_buffers(self.weights)
-        return extras
 
     def __call__(self, batch: Batch, step: int) -> StepOutcome:
         metrics: dict[str, float] = {}
@@ -210,7 +212,7 @@ class JointStep:
 
         if self.relax.bilevel and self.relax.arch_parameters():
             ctx = self._arch_context(batch, self.next_val_batch(), step)
-            metrics.update(_prefixed("arch", self.relax.arch_step(ctx)))
+            metrics.update(prefixed_metrics("arch", self.relax.arch_step(ctx)))
             self.relax.zero_grad(set_to_none=True)
 
         self.hpo.zero_grad()
@@ -236,7 +238,7 @@ class JointStep:
             return self._skip("loss", metrics)
 
         if self.aug.learnable:
-            metrics.update(_prefixed("policy", self.aug.policy_step(per_sample.detach(), plan)))
+            metrics.update(prefixed_metrics("policy", self.aug.policy_step(per_sample.detach(), plan)))
 
         if self.scaler is None:
             loss.backward()
@@ -251,7 +253,7 @@ class JointStep:
             return self._skip("gradient", metrics)
 
         if not self.relax.bilevel and self.relax.arch_parameters():
-            metrics.update(_prefixed("arch", self.relax.arch_step(self._arch_context(batch, None, step))))
+            metrics.update(prefixed_metrics("arch", self.relax.arch_step(self._arch_context(batch, None, step))))
 
         metrics.update(self.hpo.step(self._hyper_grad))
         if self.scaler is not None:
@@ -283,7 +285,8 @@ class JointStep:
         return StepOutcome(metrics, skipped=True)
 
 
-def _prefixed(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
+def prefixed_metrics(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric entries of ``metrics`` (bools excluded) as ``prefix/key`` floats."""
     return {f"{prefix}/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 

@@ -17,7 +17,8 @@ from torch import nn
 
 from dha_core.checkpoint import atomic_save, load_checkpoint
 from dha_core.errors import UserInputError
-from dha_core.types import Selection, selection_from_json, selection_to_json
+from dha_core.normalize import channel_stats, normalize
+from dha_core.types import DataSpec, Selection, selection_from_json, selection_to_json
 
 __all__ = ["NormalizedModel", "save_model", "load_model", "MODEL_FORMAT"]
 
@@ -30,22 +31,29 @@ class NormalizedModel(nn.Module):
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.net = net
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("mean", channel_stats(mean))
+        self.register_buffer("std", channel_stats(std))
+
+    @classmethod
+    def for_data(cls, net: nn.Module, spec: DataSpec) -> NormalizedModel:
+        """Normalises with ``spec``'s statistics (which the dataset always provides)."""
+        if spec.mean is None or spec.std is None:
+            raise ValueError("the data spec has no mean/std to normalise with")
+        return cls(net, spec.mean, spec.std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net((x - self.mean) / self.std)
+        out = self.net(normalize(x, self.mean, self.std))
         return out[0] if isinstance(out, tuple) else out
 
 
 def save_model(model: NormalizedModel, path: str | os.PathLike[str], *, space_config: dict[str, Any],
-               data_spec: dict[str, Any], selection: Selection, extra: dict[str, Any] | None = None) -> None:
+               data_spec: DataSpec, selection: Selection, extra: dict[str, Any] | None = None) -> None:
     """Writes ``model.pt`` atomically."""
     atomic_save(
         {
             "format": MODEL_FORMAT,
             "space": space_config,
-            "data_spec": dict(data_spec),
+            "data_spec": data_spec.to_json(),
             "selection": selection_to_json(selection),
             "state_dict": model.state_dict(),
             "extra": extra or {},
@@ -76,9 +84,9 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     space_cfg = blob["space"]
     component = registry.get("space", space_cfg["name"])
     config = component.config.model_validate(space_cfg)
-    spec = blob["data_spec"]
-    space = component.factory(config, data_spec=spec)
+    spec = DataSpec.from_json(blob["data_spec"])
+    space = component.create(config, data_spec=spec)
     net = space.build_child(selection_from_json(blob["selection"]))
-    model = NormalizedModel(net, spec["mean"], spec["std"])
+    model = NormalizedModel.for_data(net, spec)
     model.load_state_dict(blob["state_dict"])
     return model.to(map_location).eval()

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dha_core.interfaces import SearchSpace  # noqa: E402
+from dha_core.interfaces import PairProbabilities, SearchSpace  # noqa: E402
 from dha_core.rundir import MetricsLog  # noqa: E402
 from dha_core.types import Selection  # noqa: E402
 
@@ -28,7 +28,8 @@ def write_plots(folder: Path, metrics: MetricsLog, reports: dict[str, Any], spac
     history = reports.get("search_history", {})
     written: list[Path] = []
     for fn, args in (
-        (plot_policy_heatmaps, (history.get("policy_start", {}), reports.get("policy", {}))),
+        (plot_policy_heatmaps, (PairProbabilities.from_report(history.get("policy_start", {})),
+                                PairProbabilities.from_report(reports.get("policy", {})))),
         (plot_hyperparameters, (metrics,)),
         (plot_curves, (metrics,)),
         (plot_selection, (space, history.get("selection", []), history.get("initial_selection"))),
@@ -42,13 +43,13 @@ def write_plots(folder: Path, metrics: MetricsLog, reports: dict[str, Any], spac
     return written
 
 
-def plot_policy_heatmaps(folder: Path, start: dict[str, Any], end: dict[str, Any]) -> list[Path]:
+def plot_policy_heatmaps(folder: Path, start: PairProbabilities | None, end: PairProbabilities | None) -> list[Path]:
     """The pair-probability matrix at the start and at the end (policies that report one)."""
-    if "pair_probs" not in end:
+    if end is None:
         return []
-    ops = end.get("ops", [])
+    ops = end.ops
     fig, axes = plt.subplots(1, 2, figsize=(13, 6), constrained_layout=True)
-    matrices = [start.get("pair_probs", end["pair_probs"]), end["pair_probs"]]
+    matrices = [(start or end).probs, end.probs]
     # One colour scale for both panels, so the change from start to end is visible.
     vmin = min(min(row) for m in matrices for row in m)
     vmax = max(max(row) for m in matrices for row in m)

@@ -44,13 +44,16 @@ import functools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dha_core.errors import UserInputError
+
+if TYPE_CHECKING:
+    from dha_core.config import TrainConfig
 
 __all__ = ["RunPerformance", "ScaledParams", "thread_scope", "conv_gradient_check", "PRECISIONS", "COMPILE_BACKEND"]
 
@@ -85,12 +88,12 @@ class RunPerformance:
     requested: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
-    def resolve(cls, train: Any, device: torch.device) -> RunPerformance:
+    def resolve(cls, train: TrainConfig, device: torch.device) -> RunPerformance:
         """Resolves a ``TrainConfig``'s throughput fields for ``device``.
 
         Args:
             train: The validated ``train`` section (``precision``, ``channels_last``,
-                ``threads``, ``compile``); a missing field takes its default.
+                ``threads``, ``compile``).
             device: The training device.
 
         Returns:
@@ -100,10 +103,10 @@ class RunPerformance:
             UserInputError: A precision the device cannot run (bf16 on a CUDA device
                 without bf16 support, fp16 on MPS), as one line.
         """
-        requested_precision = getattr(train, "precision", "auto")
-        requested_cl = getattr(train, "channels_last", "auto")
-        threads = getattr(train, "threads", None)
-        compile_ = bool(getattr(train, "compile", False))
+        requested_precision = train.precision
+        requested_cl = train.channels_last
+        threads = train.threads
+        compile_ = bool(train.compile)
         precision = _resolve_precision(requested_precision, device)
         if requested_cl == "auto":
             channels_last = device.type == "cuda" and precision != "fp32"

@@ -8,10 +8,11 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +22,8 @@ from pydantic import ConfigDict, create_model
 from dha_core import hookspecs
 from dha_core.config_base import ComponentConfig
 from dha_core.errors import UserInputError
+from dha_core.kinds import KINDS
+from dha_core.kinds import kind as kind_named
 
 __all__ = [
     "KINDS",
@@ -30,11 +33,11 @@ __all__ = [
     "get_registry",
     "reset_registry",
     "list_components",
+    "create",
 ]
 
 log = logging.getLogger(__name__)
 
-KINDS: tuple[str, ...] = ("space", "relax", "aug", "hpo", "dataset")
 DISABLED_ENV = "DHA_DISABLED_PLUGINS"
 
 
@@ -53,6 +56,8 @@ class Component:
         config: The pydantic model of its config, with a ``name`` literal field.
         provider: The plugin (entry-point name) that registered it.
         description: First line of the factory's docstring.
+        accepts: The context keys the factory declares, or None when it takes
+            ``**kwargs`` (then it receives every key of its kind's context).
     """
 
     kind: str
@@ -61,6 +66,45 @@ class Component:
     config: type[ComponentConfig]
     provider: str
     description: str = ""
+    accepts: frozenset[str] | None = None
+
+    def create(self, config: ComponentConfig, **context: Any) -> Any:
+        """Builds the component from a validated config.
+
+        Args:
+            config: An instance of :attr:`config`.
+            **context: Keys of the kind's context (:attr:`dha_core.kinds.Kind.context`);
+                the factory receives those it declares.
+
+        Raises:
+            TypeError: A context key the kind does not have (a misspelling is not swallowed).
+        """
+        allowed = kind_named(self.kind).context  # type: ignore[union-attr]  # a registered kind exists
+        unknown = sorted(set(context) - set(allowed))
+        if unknown:
+            raise TypeError(f"{self.kind} {self.name!r}: unknown context {', '.join(unknown)}; "
+                            f"a {self.kind} takes {', '.join(allowed) or 'no context'}")
+        if self.accepts is not None:
+            context = {k: v for k, v in context.items() if k in self.accepts}
+        return self.factory(config, **context)
+
+
+def _declared_context(kind: str, name: str, factory: Callable[..., Any]) -> frozenset[str] | None:
+    """The context keys ``factory`` declares after its config parameter (None: ``**kwargs``).
+
+    Raises:
+        ValueError: It declares a key its kind does not provide.
+    """
+    params = list(inspect.signature(factory).parameters.values())[1:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    declared = frozenset(p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+    allowed = kind_named(kind).context  # type: ignore[union-attr]
+    unknown = sorted(declared - set(allowed))
+    if unknown:
+        raise ValueError(f"{kind} {name!r}: the factory declares {', '.join(unknown)}, which a {kind} is not "
+                         f"given; a {kind} factory may take {', '.join(allowed) or 'only its config'}")
+    return declared
 
 
 class Registry:
@@ -82,15 +126,17 @@ class Registry:
         """Registers ``factory`` as component ``name`` of ``kind``.
 
         Args:
-            kind: One of ``space``, ``relax``, ``aug``, ``hpo``, ``dataset``.
+            kind: One of :data:`~dha_core.kinds.KINDS`.
             name: The name users select in configs; unique within the kind.
-            factory: Called as ``factory(config, **context)``.
+            factory: Called as ``factory(config, **context)``. After the config it declares
+                the context keys it uses (a subset of the kind's
+                :attr:`~dha_core.kinds.Kind.context`), e.g. ``(config, data_spec)``.
             config: A pydantic model (``extra="forbid"``) of the component's fields. Its
                 float fields reject ``inf``/``nan`` unless the model or field opts in
                 (``allow_inf_nan=True``).
 
         Raises:
-            ValueError: Unknown kind.
+            ValueError: Unknown kind, or a factory that declares context its kind lacks.
             DuplicateComponentError: The name is already taken; names both providers.
         """
         if kind not in KINDS:
@@ -115,7 +161,8 @@ class Registry:
         )
         doc = (factory.__doc__ or "").strip().splitlines()
         self._components[kind][name] = Component(
-            kind, name, factory, model, self._current_provider, doc[0] if doc else ""
+            kind, name, factory, model, self._current_provider, doc[0] if doc else "",
+            _declared_context(kind, name, factory),
         )
 
     def get(self, kind: str, name: str) -> Component:
@@ -136,7 +183,7 @@ class Registry:
 
     def create(self, kind: str, config: Any, **context: Any) -> Any:
         """Builds the component selected by ``config.name`` (a validated config)."""
-        return self.get(kind, config.name).factory(config, **context)
+        return self.get(kind, config.name).create(config, **context)
 
 
 def _blocked_from_env() -> list[str]:
@@ -220,3 +267,42 @@ def list_components(kind: str | None = None) -> dict[str, list[str]]:
         if k not in KINDS:
             raise UserInputError(f"unknown component kind {k!r}; expected one of {', '.join(KINDS)}")
     return {k: registry.names(k) for k in kinds}
+
+
+def create(kind: str, name: str, context: Mapping[str, Any] | None = None, **overrides: Any) -> Any:
+    """Creates one component by name in one call, validating its config fields.
+
+    Args:
+        kind: The kind, by registry name or config section (``dataset`` or ``data``).
+        name: The component's name.
+        context: The kind's context (:attr:`dha_core.kinds.Kind.context`), e.g.
+            ``{"data_spec": spec}`` for a space or a policy.
+        **overrides: Config fields; the rest take their defaults.
+
+    Returns:
+        The component.
+
+    Raises:
+        UserInputError: Unknown kind or name, or an invalid or unknown field (one line).
+        TypeError: A context key the kind does not have.
+
+    Example:
+        >>> import dha_core
+        >>> data = dha_core.create("dataset", "synthetic", num_train=32, image_size=8)
+        >>> len(data.split("train")) + len(data.split("val"))
+        32
+    """
+    from pydantic import ValidationError
+
+    from dha_core.config import format_validation_error
+
+    found = kind_named(kind)
+    if found is None:
+        raise UserInputError(f"unknown component kind {kind!r}; expected one of {', '.join(KINDS)}")
+    component = get_registry().get(found.name, name)
+    try:
+        config = component.config(**overrides)
+    except ValidationError as exc:
+        message = format_validation_error(exc).removeprefix("invalid config: ")
+        raise UserInputError(f"{found.name} {name!r}: {message}") from None
+    return component.create(config, **dict(context or {}))

@@ -9,9 +9,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dha_core.errors import UserInputError
+
+if TYPE_CHECKING:
+    from dha_core.config import RunConfig
 
 __all__ = ["RunDir", "MetricsLog", "atomic_write_text", "check_creatable", "default_run_name"]
 
@@ -56,7 +59,7 @@ def check_creatable(path: Path, what: str = "folder") -> None:
         raise UserInputError(f"output: cannot create {what} {path}: {exc.strerror or exc} (in {probe})") from None
 
 
-def default_run_name(config: Any) -> str:
+def default_run_name(config: RunConfig) -> str:
     parts = [config.space.name, config.relax.name, config.aug.name, config.hpo.name]
     return time.strftime("%Y%m%d-%H%M%S") + "-" + "-".join(parts)
 

@@ -1,27 +1,87 @@
-"""A training stage: one set of components trained for some epochs by the joint step.
+"""A training stage: what it trains (:class:`StageSpec`) and its built components (:class:`Stage`).
 
 A search is one stage (the supernet under the chosen relaxation). Two-stage presets add a
 ``retrain`` stage (the derived child from scratch) and ``finetune_epochs`` adds a
 ``finetune`` stage (the derived child, keeping its weights). Every stage runs the same
-loop; only the components differ.
+loop (:mod:`dha_core.stage_runner`); only the components differ. :func:`plan_stages` turns
+a run config into the list of stage specs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import torch
 from torch import nn
 
 from dha_core.budget import StageBudget
+from dha_core.config import RunConfig, stage_epochs
+from dha_core.config_base import ComponentConfig
 from dha_core.data import BatchStream
 from dha_core.interfaces import ArchRelaxation, ArchStepContext, AugmentationPolicy, HyperOptimizer, Supernet
 from dha_core.joint_step import JointStep
+from dha_core.seeds import StageSeed
 from dha_core.types import ChoiceGroup, MixingWeights, Selection
 
-__all__ = ["Stage", "NoArchitecture"]
+__all__ = ["Stage", "StageSource", "StageSpec", "NoArchitecture", "plan_stages"]
+
+
+class StageSource(Enum):
+    """The network a stage trains."""
+
+    SUPERNET = "supernet"
+    """The space's supernet under the run's relaxation: the search."""
+    NEW_CHILD = "new_child"
+    """The selected child, freshly initialised (``retrain``)."""
+    DERIVED_CHILD = "derived_child"
+    """The selected child with the search's trained weights (``finetune``)."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What one stage trains, with what and for how long.
+
+    Attributes:
+        name: The stage's label in metrics, the summary and checkpoints.
+        source: The network it trains.
+        aug: The augmentation policy's config.
+        hpo: The hyper-optimizer's config.
+        epochs: Epoch limit, or None when the time budget alone bounds the stage.
+        time_budget_s: Training seconds, or None.
+        seed: The offset of the stage's seed from ``train.seed``.
+    """
+
+    name: str
+    source: StageSource
+    aug: ComponentConfig
+    hpo: ComponentConfig
+    epochs: int | None
+    time_budget_s: float | None
+    seed: StageSeed
+
+    @property
+    def searches(self) -> bool:
+        """Whether the stage searches the architecture (its relaxation selects the child)."""
+        return self.source is StageSource.SUPERNET
+
+
+def plan_stages(config: RunConfig) -> list[StageSpec]:
+    """The stages of a run, in order: the search, then ``retrain`` and ``finetune`` when configured."""
+    train = config.train
+    plan = [StageSpec("search", StageSource.SUPERNET, config.aug, config.hpo,
+                      stage_epochs(train.epochs, train.time_budget_s), train.time_budget_s, StageSeed.SEARCH)]
+    if config.retrain is not None:
+        retrain = config.retrain
+        plan.append(StageSpec("retrain", StageSource.NEW_CHILD, retrain.aug, retrain.hpo,
+                              stage_epochs(retrain.epochs, retrain.time_budget_s), retrain.time_budget_s,
+                              StageSeed.CHILD))
+    if train.finetune_epochs > 0:
+        plan.append(StageSpec("finetune", StageSource.DERIVED_CHILD, config.aug, config.hpo, train.finetune_epochs,
+                              None, StageSeed.CHILD))
+    return plan
 
 
 class NoArchitecture(ArchRelaxation):
@@ -45,12 +105,11 @@ class NoArchitecture(ArchRelaxation):
 class Stage:
     """Components and loop state of one stage."""
 
-    name: str
+    spec: StageSpec
     net: Supernet
     relax: ArchRelaxation
     aug: AugmentationPolicy
     hpo: HyperOptimizer
-    epochs: int | None
     steps_per_epoch: int
     train_stream: BatchStream
     val_stream: BatchStream
@@ -59,6 +118,14 @@ class Stage:
     history: dict[str, Any] = field(default_factory=dict)
     budget: StageBudget = field(default_factory=lambda: StageBudget(1, None))
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def epochs(self) -> int | None:
+        return self.spec.epochs
+
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net, "relax": self.relax, "aug": self.aug}
 
@@ -66,10 +133,7 @@ class Stage:
         """Everything needed to continue this stage exactly."""
         state: dict[str, Any] = {name: m.state_dict() for name, m in self.modules().items()}
         state["hpo"] = self.hpo.state_dict()
-        opt_state = getattr(self.aug, "optimizer_state_dict", None)
-        state["aug_optimizer"] = opt_state() if callable(opt_state) else None
-        relax_extra = getattr(self.relax, "extra_state_dict", None)
-        state["relax_extra"] = relax_extra() if callable(relax_extra) else None
+        state["aug_optimizer"] = self.aug.optimizer_state_dict()
         state["train_stream"] = self.train_stream.state_dict()
         state["val_stream"] = self.val_stream.state_dict()
         state["generator"] = self.generator.get_state()
@@ -85,9 +149,7 @@ class Stage:
             m.load_state_dict(state[name])
         self.hpo.load_state_dict(state["hpo"])
         if state.get("aug_optimizer") is not None:
-            self.aug.load_optimizer_state_dict(state["aug_optimizer"])  # type: ignore[attr-defined]
-        if state.get("relax_extra") is not None:
-            self.relax.load_extra_state_dict(state["relax_extra"])  # type: ignore[attr-defined]
+            self.aug.load_optimizer_state_dict(state["aug_optimizer"])
         self.train_stream.load_state_dict(state["train_stream"])
         self.val_stream.load_state_dict(state["val_stream"])
         self.generator.set_state(state["generator"])

@@ -15,12 +15,53 @@ import torch
 
 __all__ = [
     "ChoiceGroup",
+    "DataSpec",
     "MixingWeights",
     "SelectedOp",
     "Selection",
     "selection_to_json",
     "selection_from_json",
 ]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What components need to know about the data; the core builds it from the dataset.
+
+    Spaces get it as the ``data_spec`` context (``num_classes``, ``channels``,
+    ``image_size``), augmentation policies too (``image_size``, ``mean`` for fills).
+
+    Attributes:
+        num_classes: Number of classes.
+        channels: Image channels.
+        image_size: Image side in pixels.
+        mean: Per-channel mean in ``[0, 1]`` (None: unknown, e.g. in a unit test).
+        std: Per-channel standard deviation (None: unknown).
+    """
+
+    num_classes: int
+    channels: int = 3
+    image_size: int = 32
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain mapping (lists for the statistics), as ``model.pt`` stores it."""
+        out: dict[str, Any] = {"num_classes": self.num_classes, "channels": self.channels,
+                               "image_size": self.image_size}
+        if self.mean is not None:
+            out["mean"] = list(self.mean)
+        if self.std is not None:
+            out["std"] = list(self.std)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DataSpec:
+        """Inverse of :meth:`to_json`."""
+        mean, std = data.get("mean"), data.get("std")
+        return cls(int(data["num_classes"]), int(data["channels"]), int(data["image_size"]),
+                   None if mean is None else tuple(float(m) for m in mean),
+                   None if std is None else tuple(float(s) for s in std))
 
 
 @dataclass(frozen=True)
@@ -76,10 +117,6 @@ class MixingWeights:
 
     def active_pairs(self, group: str) -> list[tuple[int, int]] | None:
         return self.active.get(group)
-
-    def is_active(self, group: str, edge: int, op: int) -> bool:
-        pairs = self.active.get(group)
-        return pairs is None or (edge, op) in pairs
 
 
 class SelectedOp(NamedTuple):

@@ -1,10 +1,10 @@
 """Abstract interfaces that plugins implement."""
 
-from dha_core.interfaces.aug import AugmentationPolicy
+from dha_core.interfaces.aug import AugmentationPolicy, PairProbabilities
 from dha_core.interfaces.dataset import Dataset, deterministic_split
 from dha_core.interfaces.hpo import HyperGradFn, HyperOptimizer
 from dha_core.interfaces.relax import ArchRelaxation, ArchStepContext
-from dha_core.interfaces.space import DataSpec, SearchSpace, Supernet
+from dha_core.interfaces.space import DataSpec, SearchSpace, Supernet, SupportsDropPath
 
 __all__ = [
     "ArchRelaxation",
@@ -14,7 +14,9 @@ __all__ = [
     "Dataset",
     "HyperGradFn",
     "HyperOptimizer",
+    "PairProbabilities",
     "SearchSpace",
     "Supernet",
+    "SupportsDropPath",
     "deterministic_split",
 ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["AugmentationPolicy"]
+__all__ = ["AugmentationPolicy", "PairProbabilities"]
 
 
 class AugmentationPolicy(nn.Module, ABC):
@@ -19,6 +21,12 @@ class AugmentationPolicy(nn.Module, ABC):
     """
 
     learnable: bool = False
+    """Whether :meth:`policy_step` learns (the joint step calls it only then)."""
+
+    batch_generator: torch.Generator | None = None
+    """Optional hook: in a distributed search the joint step sets this to a generator that is
+    identical on every rank, for the draws that must agree across ranks (a learnable
+    policy's batch-level sampling). A policy without such draws ignores it (the default)."""
 
     @abstractmethod
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, Any]:
@@ -51,5 +59,42 @@ class AugmentationPolicy(nn.Module, ABC):
         The default does nothing."""
 
     def report(self) -> dict[str, Any]:
-        """Summary fields (e.g. entropy, top pairs) written at the end of the search."""
+        """Summary fields (e.g. entropy, top pairs) written at the end of the search.
+
+        A policy over op pairs may include ``pair_probs`` (a square matrix, one row and
+        column per op) and ``ops`` (the op names): see :class:`PairProbabilities`.
+        """
         return {}
+
+    def optimizer_state_dict(self) -> dict[str, Any] | None:
+        """Optional hook: the state of the policy's own optimizer, saved in checkpoints.
+
+        The default (None) means "no optimizer state" (fixed policies). A learnable policy
+        that steps its own optimizer returns its state, so that a resumed run continues
+        exactly.
+        """
+        return None
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what :meth:`optimizer_state_dict` returned (never called with None).
+        The default does nothing."""
+
+
+@dataclass(frozen=True)
+class PairProbabilities:
+    """The typed view of a pair policy's report that the plots read.
+
+    Attributes:
+        probs: ``probs[i][j]``: the probability of the pair (op ``i``, op ``j``).
+        ops: The op names (may be empty).
+    """
+
+    probs: list[list[float]]
+    ops: list[str]
+
+    @classmethod
+    def from_report(cls, report: Mapping[str, Any]) -> PairProbabilities | None:
+        """The pair probabilities in an :meth:`AugmentationPolicy.report`, or None."""
+        if "pair_probs" not in report:
+            return None
+        return cls(probs=report["pair_probs"], ops=list(report.get("ops", [])))

@@ -19,15 +19,13 @@ class HyperOptimizer(ABC):
 
     The orchestrator computes weight gradients and then calls :meth:`step` once per
     iteration. Inside, the optimizer performs the weight step under the current
-    hyper-parameters (DESIGN.md step 5) and, if it learns them, the hyper step (step 6).
-
-    Attributes:
-        hyper_batch: ``"none"`` (never needs a hyper batch), ``"held_out"`` (calls the
-            ``hyper_grad`` closure after the weight step) or ``"next_train"`` (uses the
-            gradients present at the next call).
+    hyper-parameters (step 5 of the joint step) and, if it learns them, the hyper step
+    (step 6), calling the ``hyper_grad`` closure when it needs a held-out gradient.
     """
 
-    hyper_batch: str = "none"
+    hyper_batch_size: int | None = None
+    """Optional hook: the batch size of the held-out batches ``hyper_grad`` draws. The
+    default (None) is the training batch size (``train.batch_size``)."""
 
     @abstractmethod
     def attach(self, param_groups: Sequence[dict[str, Any]], total_steps: int) -> None:
@@ -81,7 +79,7 @@ class HyperOptimizer(ABC):
         """The momentum buffers the next weight step will use, for DARTS' unrolled step.
 
         Bilevel relaxations that unroll one weight step (``relax=softmax`` second order)
-        read them from ``ArchStepContext.extras["momentum_buffers"]``. The default says
+        read them from ``ArchStepContext.momentum_buffers``. The default says
         "no momentum state", which makes the unrolled step a plain gradient step.
 
         Args:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,10 +29,12 @@ class ArchStepContext:
         train_batch: The current training batch ``(x, y)``.
         val_batch: A validation batch, given to bilevel relaxations.
         step: Global step index.
-        extras: What the orchestrator adds: ``"supernet"`` (the network) and
-            ``"momentum_buffers"`` (bilevel relaxations only: the weight optimizer's
-            buffers, aligned with ``weight_params``; None entries before a weight's first
-            step).
+        supernet: The network the relaxation drives (e.g. for ISTA's folding at a
+            recovery inside the step).
+        momentum_buffers: Bilevel relaxations only (None otherwise): the weight
+            optimizer's momentum buffers, aligned with ``weight_params``, from
+            :meth:`~dha_core.interfaces.HyperOptimizer.momentum_buffers`; None entries
+            before a weight's first step.
     """
 
     loss: Callable[[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]
@@ -43,7 +45,8 @@ class ArchStepContext:
     train_batch: tuple[torch.Tensor, torch.Tensor] | None = None
     val_batch: tuple[torch.Tensor, torch.Tensor] | None = None
     step: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
+    supernet: nn.Module | None = None
+    momentum_buffers: Sequence[torch.Tensor | None] | None = None
 
 
 class ArchRelaxation(nn.Module, ABC):

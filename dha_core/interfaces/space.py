@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from dha_core.types import ChoiceGroup, MixingWeights, SelectedOp, Selection
+from dha_core.types import ChoiceGroup, DataSpec, MixingWeights, SelectedOp, Selection
 
-__all__ = ["SearchSpace", "Supernet", "DataSpec"]
+__all__ = ["SearchSpace", "Supernet", "DataSpec", "SupportsDropPath"]
 
 
-class DataSpec(dict):
-    """What a space needs to know about the data: ``num_classes``, ``channels``, ``image_size``."""
+@runtime_checkable
+class SupportsDropPath(Protocol):
+    """Optional capability of a child network (:meth:`SearchSpace.build_child`,
+    :meth:`SearchSpace.derive`): retrain and finetune stages schedule its drop-path
+    probability with ``train.drop_path``. A child without it trains without drop-path."""
+
+    def set_drop_path(self, prob: float) -> None: ...
 
 
 class Supernet(nn.Module, ABC):
@@ -139,6 +144,6 @@ class SearchSpace(ABC):
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
         """A zero input batch of the shape the space expects."""
         spec = self.data_spec
-        return torch.zeros(batch_size, spec["channels"], spec["image_size"], spec["image_size"])
+        return torch.zeros(batch_size, spec.channels, spec.image_size, spec.image_size)
 
     data_spec: DataSpec

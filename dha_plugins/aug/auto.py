@@ -11,7 +11,7 @@ result, the call runs inside :func:`torch.random.fork_rng` with the CPU RNG seed
 generator, so the global RNG is left as it was.
 
 Example:
-    >>> aug = KorniaAutoPolicy(AutoAugmentConfig(), data_spec={"image_size": 32})
+    >>> aug = KorniaAutoPolicy(AutoAugmentConfig(), data_spec=DataSpec(num_classes=10, image_size=32))
     >>> augmented, _ = aug(torch.rand(8, 3, 32, 32), torch.Generator().manual_seed(0))
 """
 
@@ -26,6 +26,7 @@ from torch import nn
 
 from dha_core.hookspecs import hookimpl
 from dha_core.interfaces import AugmentationPolicy
+from dha_core.types import DataSpec
 from dha_plugins.aug.fixed_ops import FixedOps, FixedOpsConfig, check_generator
 
 __all__ = [
@@ -86,12 +87,11 @@ class KorniaAutoPolicy(AugmentationPolicy):
 
     learnable = False
 
-    def __init__(self, policy: nn.Module, config: _AutoConfig, data_spec: dict[str, Any] | None = None) -> None:
+    def __init__(self, policy: nn.Module, config: _AutoConfig, data_spec: DataSpec | None = None) -> None:
         super().__init__()
-        spec = dict(data_spec or {})
         self.policy = policy
         self.groups = config.groups
-        self.fixed_ops = FixedOps(config, image_size=int(spec.get("image_size", 32)), mean=spec.get("mean"))
+        self.fixed_ops = FixedOps.for_data(config, data_spec)
 
     def _apply_policy(self, images: torch.Tensor) -> torch.Tensor:
         if self.groups == 1:
@@ -124,21 +124,21 @@ class KorniaAutoPolicy(AugmentationPolicy):
 
 
 def create_autoaugment(
-    config: AutoAugmentConfig, data_spec: dict[str, Any] | None = None, **_: Any
+    config: AutoAugmentConfig, data_spec: DataSpec | None = None
 ) -> KorniaAutoPolicy:
     """AutoAugment (fixed published policy) through kornia.augmentation.auto."""
     return KorniaAutoPolicy(kauto.AutoAugment(policy=config.policy), config, data_spec)
 
 
 def create_randaugment(
-    config: RandAugmentConfig, data_spec: dict[str, Any] | None = None, **_: Any
+    config: RandAugmentConfig, data_spec: DataSpec | None = None
 ) -> KorniaAutoPolicy:
     """RandAugment (n ops at magnitude m) through kornia.augmentation.auto."""
     return KorniaAutoPolicy(kauto.RandAugment(n=config.n, m=config.m), config, data_spec)
 
 
 def create_trivialaugment(
-    config: TrivialAugmentConfig, data_spec: dict[str, Any] | None = None, **_: Any
+    config: TrivialAugmentConfig, data_spec: DataSpec | None = None
 ) -> KorniaAutoPolicy:
     """TrivialAugment (one random op at a random magnitude) through kornia.augmentation.auto."""
     return KorniaAutoPolicy(kauto.TrivialAugment(), config, data_spec)

@@ -25,6 +25,7 @@ from pydantic import Field
 from torch import nn
 
 from dha_core.config_base import ComponentConfig
+from dha_core.types import DataSpec
 
 __all__ = [
     "FixedOpsConfig",
@@ -151,6 +152,13 @@ class FixedOps(nn.Module):
         image_size: Side of the (square) training images; sets the default crop padding.
         mean: Per-channel dataset mean in ``[0, 1]`` (the ``mean`` cutout fill).
     """
+
+    @classmethod
+    def for_data(cls, config: FixedOpsConfig, data_spec: DataSpec | None) -> FixedOps:
+        """Sized and filled for the data (without a spec: 32 pixels, the zero fill)."""
+        if data_spec is None:
+            return cls(config)
+        return cls(config, image_size=data_spec.image_size, mean=data_spec.mean)
 
     def __init__(self, config: FixedOpsConfig, image_size: int = 32, mean: Sequence[float] | None = None) -> None:
         super().__init__()

@@ -24,7 +24,7 @@ class NoAugmentation(AugmentationPolicy):
         return images, None
 
 
-def create_none(config: NoAugConfig, **_: Any) -> NoAugmentation:
+def create_none(config: NoAugConfig) -> NoAugmentation:
     """Identity: no augmentation."""
     return NoAugmentation()
 

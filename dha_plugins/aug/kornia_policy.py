@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from dha_core.hookspecs import hookimpl
+from dha_core.types import DataSpec
 from dha_plugins.aug.affine_warp import warp_affine_pixels
 from dha_plugins.aug.ops_kornia import AFFINE_MATRICES, KORNIA_OPS
 from dha_plugins.aug.policy import AugPlan, LearnablePolicy, PolicyConfig
@@ -46,7 +47,7 @@ class KorniaPolicy(LearnablePolicy):
     position however many ops are present, instead of a gather and a scatter per op.
     """
 
-    def __init__(self, config: KorniaPolicyConfig, data_spec: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: KorniaPolicyConfig, data_spec: DataSpec | None = None) -> None:
         super().__init__(config, data_spec)
         geometric = [i for i, name in enumerate(self.op_names) if name in AFFINE_MATRICES]
         others = [i for i in range(self.num_ops) if i not in geometric]
@@ -116,7 +117,7 @@ class KorniaPolicy(LearnablePolicy):
         return out.index_select(0, restore.to(images.device, non_blocking=True))
 
 
-def create_kornia(config: KorniaPolicyConfig, data_spec: dict[str, Any] | None = None, **_: Any) -> KorniaPolicy:
+def create_kornia(config: KorniaPolicyConfig, data_spec: DataSpec | None = None) -> KorniaPolicy:
     """DHA's learnable 14-op pair policy, batched on the training device (Kornia)."""
     return KorniaPolicy(config, data_spec=data_spec)
 

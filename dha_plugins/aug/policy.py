@@ -2,7 +2,7 @@
 
 The policy owns ``tau``: logits over ordered op pairs (an ``n x n`` matrix, ``n = 14`` by
 default) or over single ops (a vector of ``n``). With ``p = softmax(tau)`` over all entries,
-one step of the joint search (DESIGN.md, "The joint step", steps 1 and 3) is:
+one step of the joint search (the joint step, steps 1 and 3) is:
 
 1. :meth:`LearnablePolicy.sample_plan`: draw ``q = softmax((log p + Gumbel) / T)`` once per
    batch, then each sample draws its own entry ``k_i ~ q`` and, per op application, a level
@@ -30,6 +30,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from dha_core.interfaces import AugmentationPolicy
+from dha_core.types import DataSpec
 from dha_plugins.aug import op_levels
 from dha_plugins.aug.fixed_ops import FixedOps, FixedOpsConfig, check_generator
 
@@ -197,22 +198,21 @@ class LearnablePolicy(AugmentationPolicy):
     #: drives the per-sample draws. ``None`` (the default): one generator drives both.
     batch_generator: torch.Generator | None = None
 
-    def __init__(self, config: PolicyConfig, data_spec: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: PolicyConfig, data_spec: DataSpec | None = None) -> None:
         super().__init__()
-        spec = dict(data_spec or {})
         self.config = config
         self.op_names: tuple[str, ...] = tuple(config.ops)
         self.pair = config.policy == "pair"
         n = len(self.op_names)
         # tau starts at zero: the uniform policy.
         self.tau = nn.Parameter(torch.zeros((n, n) if self.pair else (n,)))
-        self.fixed_ops = FixedOps(config, image_size=int(spec.get("image_size", 32)), mean=spec.get("mean"))
+        self.fixed_ops = FixedOps.for_data(config, data_spec)
         # A plain CPU tensor, not a buffer: sampling runs on CPU whatever device the module is on.
         self._signed_cpu = torch.tensor([name in op_levels.SIGNED_OPS for name in self.op_names])
         self._identity_level = torch.tensor([op_levels.IDENTITY_LEVEL.get(name, 0.0) for name in self.op_names])
         self._unscaled = torch.tensor([name in op_levels.UNSCALED_OPS for name in self.op_names])
         self.identity_index = self.op_names.index("Identity") if "Identity" in self.op_names else -1
-        mean = spec.get("mean")
+        mean = data_spec.mean if data_spec is not None else None
         self.fill: tuple[float, ...] | None = (
             tuple(float(m) for m in mean) if config.fill == "mean" and mean is not None else None
         )
@@ -236,10 +236,6 @@ class LearnablePolicy(AugmentationPolicy):
     @property
     def num_ops(self) -> int:
         return len(self.op_names)
-
-    @property
-    def ops_per_sample(self) -> int:
-        return 2 if self.pair else 1
 
     def probabilities(self) -> torch.Tensor:
         """``p = softmax(tau)`` over all entries, in ``tau``'s shape (detached)."""

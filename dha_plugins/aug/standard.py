@@ -3,7 +3,7 @@
 All three run batched on the training device (see :mod:`dha_plugins.aug.fixed_ops`).
 
 Example:
-    >>> aug = StandardAugmentation(StandardConfig(cutout=16), data_spec={"image_size": 32})
+    >>> aug = StandardAugmentation(StandardConfig(cutout=16), data_spec=DataSpec(num_classes=10, image_size=32))
     >>> augmented, plan = aug(torch.rand(8, 3, 32, 32), torch.Generator().manual_seed(0))
     >>> plan is None
     True
@@ -17,6 +17,7 @@ import torch
 
 from dha_core.hookspecs import hookimpl
 from dha_core.interfaces import AugmentationPolicy
+from dha_core.types import DataSpec
 from dha_plugins.aug.fixed_ops import FixedOps, FixedOpsConfig, check_generator
 
 __all__ = ["StandardConfig", "StandardAugmentation", "create_standard"]
@@ -36,10 +37,9 @@ class StandardAugmentation(AugmentationPolicy):
 
     learnable = False
 
-    def __init__(self, config: StandardConfig, data_spec: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: StandardConfig, data_spec: DataSpec | None = None) -> None:
         super().__init__()
-        spec = dict(data_spec or {})
-        self.fixed_ops = FixedOps(config, image_size=int(spec.get("image_size", 32)), mean=spec.get("mean"))
+        self.fixed_ops = FixedOps.for_data(config, data_spec)
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, None]:
         """Augments a batch.
@@ -55,7 +55,7 @@ class StandardAugmentation(AugmentationPolicy):
         return self.fixed_ops.post(self.fixed_ops.pre(images, generator), generator), None
 
 
-def create_standard(config: StandardConfig, data_spec: dict[str, Any] | None = None, **_: Any) -> StandardAugmentation:
+def create_standard(config: StandardConfig, data_spec: DataSpec | None = None) -> StandardAugmentation:
     """Random crop with padding, horizontal flip, optional cutout (batched)."""
     return StandardAugmentation(config, data_spec=data_spec)
 

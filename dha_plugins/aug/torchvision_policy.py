@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from dha_core.hookspecs import hookimpl
+from dha_core.types import DataSpec
 from dha_plugins.aug.policy import AugPlan, LearnablePolicy, PolicyConfig
 
 __all__ = ["TorchvisionPolicyConfig", "TorchvisionPolicy", "create_torchvision"]
@@ -58,7 +59,7 @@ class TorchvisionPolicy(LearnablePolicy):
 
 
 def create_torchvision(
-    config: TorchvisionPolicyConfig, data_spec: dict[str, Any] | None = None, **_: Any
+    config: TorchvisionPolicyConfig, data_spec: DataSpec | None = None
 ) -> TorchvisionPolicy:
     """DHA's learnable policy applied per image (torchvision): reference and CPU fallback."""
     return TorchvisionPolicy(config, data_spec=data_spec)

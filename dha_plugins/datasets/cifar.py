@@ -63,12 +63,12 @@ class CifarDataset(Dataset):
         return self._load(False)
 
 
-def create_cifar10(config: CifarConfig, **_: Any) -> CifarDataset:
+def create_cifar10(config: CifarConfig) -> CifarDataset:
     """CIFAR-10 from a local torchvision root (download off by default)."""
     return CifarDataset(config, "cifar10")
 
 
-def create_cifar100(config: CifarConfig, **_: Any) -> CifarDataset:
+def create_cifar100(config: CifarConfig) -> CifarDataset:
     """CIFAR-100 from a local torchvision root (download off by default)."""
     return CifarDataset(config, "cifar100")
 

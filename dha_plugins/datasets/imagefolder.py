@@ -136,7 +136,7 @@ class ImageFolderDataset(Dataset):
         return None if self._val_dir is None else self._build(self._val_dir)
 
 
-def create_imagefolder(config: ImageFolderConfig, **_: Any) -> ImageFolderDataset:
+def create_imagefolder(config: ImageFolderConfig) -> ImageFolderDataset:
     """Any root/{train,val,test}/<class>/ image folder (e.g. SPORT8, MIT67)."""
     return ImageFolderDataset(config)
 

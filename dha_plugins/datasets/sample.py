@@ -67,7 +67,7 @@ class SampleDataset(Dataset):
         return UInt8ImageDataset(*load_sample_split("test"))
 
 
-def create_sample(config: SampleConfig, **_: Any) -> SampleDataset:
+def create_sample(config: SampleConfig) -> SampleDataset:
     """2,000/500 CIFAR-10 images shipped in the package (no download)."""
     return SampleDataset(config)
 

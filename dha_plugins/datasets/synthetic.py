@@ -66,7 +66,7 @@ class SyntheticDataset(Dataset):
         return make_synthetic(c.num_test, c.num_classes, c.channels, c.image_size, c.data_seed + 1)
 
 
-def create_synthetic(config: SyntheticConfig, **_: Any) -> SyntheticDataset:
+def create_synthetic(config: SyntheticConfig) -> SyntheticDataset:
     """Seeded random images with a learnable class signal (tests)."""
     return SyntheticDataset(config)
 

@@ -82,7 +82,6 @@ class FixedHyperOptimizer(WeightOwningHyperOptimizer):
         config: Optimizer and schedule.
     """
 
-    hyper_batch = "none"
 
     config: FixedHPOConfig
 
@@ -151,7 +150,7 @@ class FixedHyperOptimizer(WeightOwningHyperOptimizer):
         return {"final": self.hyperparameters(), "schedule": self.config.schedule, "steps": self.steps}
 
 
-def create_fixed(config: FixedHPOConfig, **_: Any) -> FixedHyperOptimizer:
+def create_fixed(config: FixedHPOConfig) -> FixedHyperOptimizer:
     """Constant lr/wd with an optional cosine or step schedule (baseline)."""
     return FixedHyperOptimizer(config)
 

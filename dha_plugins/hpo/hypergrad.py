@@ -275,6 +275,7 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
     def __init__(self, config: HypergradHPOConfig) -> None:
         super().__init__(config)
         self.hyper_batch = config.hyper_batch
+        self.hyper_batch_size = config.hyper_batch_size
         self._lrs: list[LearnedScalar] = []
         self._wds: list[LearnedScalar | None] = []
         self._pair_of: list[int] = []
@@ -550,7 +551,7 @@ class HypergradHyperOptimizer(WeightOwningHyperOptimizer):
         }
 
 
-def create_hypergrad(config: HypergradHPOConfig, **_: Any) -> HypergradHyperOptimizer:
+def create_hypergrad(config: HypergradHPOConfig) -> HypergradHyperOptimizer:
     """Online closed-form hypergradient on lr and weight decay (DHA)."""
     return HypergradHyperOptimizer(config)
 

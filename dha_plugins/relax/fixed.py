@@ -122,7 +122,7 @@ class FixedArchitecture(ArchRelaxation):
         return {"relax": "fixed", "genotype": self.config.genotype}
 
 
-def create_fixed_arch(config: FixedArchConfig, **_: Any) -> FixedArchitecture:
+def create_fixed_arch(config: FixedArchConfig) -> FixedArchitecture:
     """A given architecture (a named genotype or a genotype.json), trained as a fixed network."""
     return FixedArchitecture(config)
 

@@ -185,7 +185,7 @@ class GumbelRelaxation(ArchRelaxation):
         self._tau = float(state["tau"])
 
 
-def create_gumbel(config: GumbelConfig, epochs: int | None = None, **_: Any) -> GumbelRelaxation:
+def create_gumbel(config: GumbelConfig, epochs: int | None = None) -> GumbelRelaxation:
     """GDAS: hard one-hot Gumbel sample per edge, straight-through, annealed temperature."""
     return GumbelRelaxation(config, epochs=epochs)
 

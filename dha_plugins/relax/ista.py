@@ -295,7 +295,7 @@ class IstaRelaxation(ArchRelaxation):
         """One Adam step on every unfrozen ``b`` from the gradient the training backward left.
 
         Recovers every ``recover_every`` steps when configured; a supernet for folding may
-        be passed as ``ctx.extras["supernet"]`` (otherwise folding waits for the next
+        be passed as ``ctx.supernet`` (otherwise folding waits for the next
         :meth:`on_epoch_end`).
         """
         c = self.config
@@ -308,7 +308,7 @@ class IstaRelaxation(ArchRelaxation):
             node.b.grad = None
         metrics: dict[str, float] = {"ista/frozen": float(sum(n._frozen for n in self.nodes))}
         if c.recover_every is not None and self._steps % c.recover_every == 0:
-            events = self.recover(epoch=self._epochs, supernet=ctx.extras.get("supernet"))
+            events = self.recover(epoch=self._epochs, supernet=ctx.supernet)
             metrics.update({k: float(v) for k, v in events.items() if isinstance(v, (int, float))})
         return metrics
 
@@ -492,7 +492,7 @@ class IstaRelaxation(ArchRelaxation):
         self._rejections = [dict(r) for r in state["rejections"]]
 
 
-def create_ista(config: IstaConfig, seed: int = 0, **_: Any) -> IstaRelaxation:
+def create_ista(config: IstaConfig, seed: int = 0) -> IstaRelaxation:
     """ISTA-NAS one-stage: sparse code b per node, FISTA recovery, freezing, resource limits."""
     return IstaRelaxation(config, seed=seed)
 

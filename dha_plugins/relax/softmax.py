@@ -128,7 +128,7 @@ class SoftmaxRelaxation(ArchRelaxation):
         Args:
             ctx: Must carry ``val_batch``; second order also needs ``train_batch`` and
                 uses ``weight_params``, ``weight_lr``, ``weight_momentum``,
-                ``weight_decay`` and, when present, ``ctx.extras["momentum_buffers"]``
+                ``weight_decay`` and, when present, ``ctx.momentum_buffers``
                 (the weight optimizer's buffers aligned with ``weight_params``).
 
         Returns:
@@ -151,7 +151,7 @@ class SoftmaxRelaxation(ArchRelaxation):
                 lr=self.config.unrolled_lr or ctx.weight_lr,
                 momentum=ctx.weight_momentum,
                 weight_decay=ctx.weight_decay,
-                momentum_buffers=ctx.extras.get("momentum_buffers"),
+                momentum_buffers=ctx.momentum_buffers,
                 r=self.config.fd_eps,
             )
         else:
@@ -181,7 +181,7 @@ class SoftmaxRelaxation(ArchRelaxation):
         return out
 
 
-def create_softmax(config: SoftmaxConfig, **_: Any) -> SoftmaxRelaxation:
+def create_softmax(config: SoftmaxConfig) -> SoftmaxRelaxation:
     """DARTS: dense softmax mixing, bilevel first/second order, optional resource penalty."""
     return SoftmaxRelaxation(config)
 

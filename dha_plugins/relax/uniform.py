@@ -52,7 +52,7 @@ class UniformRelaxation(ArchRelaxation):
         return {}
 
 
-def create_uniform(config: UniformConfig, **_: Any) -> UniformRelaxation:
+def create_uniform(config: UniformConfig) -> UniformRelaxation:
     """Fixed equal weights; no architecture learning (baseline and test stand-in)."""
     return UniformRelaxation(config)
 

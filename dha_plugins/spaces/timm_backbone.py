@@ -126,12 +126,9 @@ class TimmSpace(SearchSpace):
 
     name = "timm"
 
-    def __init__(self, config: TimmSpaceConfig, data_spec: DataSpec | dict) -> None:
+    def __init__(self, config: TimmSpaceConfig, data_spec: DataSpec) -> None:
         self.config = config
-        self.data_spec = DataSpec(data_spec)
-        for key in ("num_classes", "channels", "image_size"):
-            if key not in self.data_spec:
-                raise ValueError(f"data_spec needs {key!r}")
+        self.data_spec = data_spec
 
     def _create(self) -> nn.Module:
         import timm
@@ -139,8 +136,8 @@ class TimmSpace(SearchSpace):
         return timm.create_model(
             self.config.model,
             pretrained=False,
-            num_classes=int(self.data_spec["num_classes"]),
-            in_chans=int(self.data_spec["channels"]),
+            num_classes=self.data_spec.num_classes,
+            in_chans=self.data_spec.channels,
             **self.config.model_kwargs,
         )
 
@@ -182,7 +179,7 @@ class TimmSpace(SearchSpace):
         return {}
 
 
-def create_timm_space(config: TimmSpaceConfig, data_spec: DataSpec | dict, **_: Any) -> TimmSpace:
+def create_timm_space(config: TimmSpaceConfig, data_spec: DataSpec) -> TimmSpace:
     """Any timm model as a fixed network: DA and HPO only (pretrained=False)."""
     return TimmSpace(config, data_spec)
 

@@ -74,7 +74,7 @@ class TinySupernet(Supernet):
         c = space.config.channels
         self.groups = space.choice_groups()
         norm = space.config.norm
-        self.stem = nn.Sequential(nn.Conv2d(space.data_spec["channels"], c, 3, padding=1, bias=False), _norm(norm, c))
+        self.stem = nn.Sequential(nn.Conv2d(space.data_spec.channels, c, 3, padding=1, bias=False), _norm(norm, c))
         self.candidates = nn.ModuleDict(
             {
                 g.name.replace("/", "_"): nn.ModuleDict(
@@ -83,7 +83,7 @@ class TinySupernet(Supernet):
                 for g in self.groups
             }
         )
-        self.head = nn.Linear(c, space.data_spec["num_classes"])
+        self.head = nn.Linear(c, space.data_spec.num_classes)
 
     def forward(self, x: torch.Tensor, weights: MixingWeights | None = None) -> torch.Tensor:
         states = [self.stem(x)]
@@ -107,13 +107,13 @@ class TinyChild(nn.Module):
         c = space.config.channels
         self.groups = space.choice_groups()
         norm = space.config.norm
-        self.stem = nn.Sequential(nn.Conv2d(space.data_spec["channels"], c, 3, padding=1, bias=False), _norm(norm, c))
+        self.stem = nn.Sequential(nn.Conv2d(space.data_spec.channels, c, 3, padding=1, bias=False), _norm(norm, c))
         self.nodes = nn.ModuleDict()
         for g in self.groups:
             self.nodes[g.name.replace("/", "_")] = nn.ModuleDict(
                 {_key(s.edge, s.op): _Scaled(_make_op(g.ops[s.op], c, norm), s.weight) for s in selection[g.name]}
             )
-        self.head = nn.Linear(c, space.data_spec["num_classes"])
+        self.head = nn.Linear(c, space.data_spec.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = [self.stem(x)]
@@ -166,7 +166,7 @@ class TinySpace(SearchSpace):
         return {g.name: g for g in self.choice_groups()}
 
 
-def create_tiny_space(config: TinySpaceConfig, data_spec: DataSpec, **_: Any) -> TinySpace:
+def create_tiny_space(config: TinySpaceConfig, data_spec: DataSpec) -> TinySpace:
     """Toy two-node cell for tests and examples."""
     return TinySpace(config, data_spec)
 

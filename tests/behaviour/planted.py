@@ -90,8 +90,8 @@ class PlantedSpace(SearchSpace):
     def __init__(self, config: PlantedSpaceConfig, data_spec: DataSpec) -> None:
         self.config = config
         self.data_spec = data_spec
-        self.channels = int(data_spec["channels"])
-        self.num_classes = int(data_spec["num_classes"])
+        self.channels = data_spec.channels
+        self.num_classes = data_spec.num_classes
 
     def choice_groups(self) -> list[ChoiceGroup]:
         return [ChoiceGroup(GROUP, (f"{GROUP}/in",), tuple(f"ch{k}" for k in range(self.channels)), keep=1)]

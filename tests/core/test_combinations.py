@@ -123,22 +123,24 @@ def test_timm_space_ignores_relax(tmp_path: Path, caplog: pytest.LogCaptureFixtu
 
 def _capture_child_stages(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
     """Records, per child stage, its network's initial weights and the derived child's."""
-    from dha_core.searcher import Searcher
+    from dha_core.stage_builder import StageBuilder
 
     captured: dict[str, dict[str, Any]] = {}
-    original = Searcher._child_stage
+    original = StageBuilder.build
 
-    def spy(self: Searcher, name: str, selection: Any, from_scratch: bool, supernet: Any = None) -> Any:
-        stage = original(self, name, selection, from_scratch, supernet)
+    def spy(self: StageBuilder, spec: Any, selection: Any = None, supernet: Any = None) -> Any:
+        stage = original(self, spec, selection, supernet)
+        if spec.searches:
+            return stage
         derived = self.space.derive(supernet, selection) if supernet is not None else None
-        captured[name] = {
+        captured[spec.name] = {
             "initial": [t.detach().clone() for t in stage.net.net.state_dict().values()],
             "derived": None if derived is None else [t.detach().clone() for t in derived.state_dict().values()],
             "hpo": stage.hpo,
         }
         return stage
 
-    monkeypatch.setattr(Searcher, "_child_stage", spy)
+    monkeypatch.setattr(StageBuilder, "build", spy)
     return captured
 
 
@@ -180,7 +182,7 @@ def test_ablate_grid_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     code = main(["-q", "ablate", "--config", str(config), "--swap", "aug=none,standard", "--seeds", "2",
                  "--out", str(out)])
     assert code == 0, capsys.readouterr().err
-    table = (out / "ablation.md").read_text()
+    table = (out / "sweep.md").read_text()
     assert "aug=none" in table and "aug=standard" in table and "±" in table
     rows = [line for line in table.splitlines() if line.startswith("| aug=")]
     assert len(rows) == 2 and all("| 2 |" in r for r in rows)
@@ -199,7 +201,7 @@ def test_darts_second_order_gets_the_weight_momentum_buffers(tmp_path: Path, mon
 
     def spy(self: JointStep, *args: Any, **kwargs: Any) -> Any:
         ctx = original(self, *args, **kwargs)
-        buffers = ctx.extras["momentum_buffers"]
+        buffers = ctx.momentum_buffers
         owned = dict(zip(map(id, self.hpo._flat), self.hpo._weights.momentum_buffers, strict=True))
         assert len(buffers) == len(ctx.weight_params)
         for b, p in zip(buffers, ctx.weight_params, strict=True):  # aligned, and the live tensors

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dha_core.config import apply_overrides, load_config, load_yaml, resolve_config, save_config
+from dha_core.config import load_config, resolve_config, save_config
+from dha_core.config_files import apply_overrides, load_yaml
 from dha_core.errors import UserInputError
 from tests.conftest import tiny_raw_config
 

@@ -106,7 +106,7 @@ def _scenario_steps(rank: int, tmp: Path) -> dict[str, Any]:
     assert isinstance(searcher, Searcher)
     searcher.dist = DistContext.start(searcher.device)
     searcher.prepare()
-    stage = searcher.search_stage()
+    stage = searcher.builder.build(searcher.plan[0])
     plans: list[torch.Tensor] = []
     sample_plan = stage.aug.sample_plan
 
@@ -175,27 +175,28 @@ def _scenario_cli(rank: int, tmp: Path) -> dict[str, Any]:
 
 def _scenario_resume(rank: int, tmp: Path) -> dict[str, Any]:
     from dha_core.searcher import Searcher
+    from dha_core.stage_runner import StageRunner
 
     out: dict[str, Any] = {}
     reference = dha_core.build(config=dha_raw(tmp), output={"dir": str(tmp), "name": "full"}).fit().summary
-    original = Searcher._checkpoint
+    original = StageRunner.checkpoint
     count = {"n": 0}
 
-    def crashing(self: Searcher, *args: Any) -> bool:
+    def crashing(self: StageRunner, *args: Any) -> bool:
         written = original(self, *args)
         count["n"] += 1
         if count["n"] == 3:  # every rank crashes at the same point, after a checkpoint
             raise _Crash
         return written
 
-    Searcher._checkpoint = crashing  # type: ignore[method-assign]
+    StageRunner.checkpoint = crashing  # type: ignore[method-assign]
     try:
         dha_core.build(config=dha_raw(tmp), output={"dir": str(tmp), "name": "crashed"}).fit()
         out["crashed"] = False
     except _Crash:
         out["crashed"] = True
     finally:
-        Searcher._checkpoint = original  # type: ignore[method-assign]
+        StageRunner.checkpoint = original  # type: ignore[method-assign]
     resumed = Searcher.from_run_dir(tmp / "crashed").fit().summary
     out["resume_matches"] = comparable(resumed) == comparable(reference)
     out["every_rank_got_the_summary"] = resumed["steps"] == reference["steps"]

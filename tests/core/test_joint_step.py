@@ -20,7 +20,7 @@ def _stage(tmp_path: Path, **sections: Any) -> Any:
     raw = tiny_raw_config(tmp_path, **(defaults | sections))
     searcher = dha_core.build(config=raw)
     searcher.prepare()
-    return searcher.search_stage()
+    return searcher.builder.build(searcher.plan[0])
 
 
 def _batch(seed: int, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

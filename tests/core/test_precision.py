@@ -58,7 +58,7 @@ def _stage(tmp_path: Path, train: dict[str, Any] | None = None, **sections: Any)
     raw["train"].update(train or {})
     searcher = dha_core.build(config=raw)
     searcher.prepare()
-    return searcher.search_stage()
+    return searcher.builder.build(searcher.plan[0])
 
 
 def _batch(seed: int, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

@@ -153,3 +153,31 @@ def test_loading_the_registry_does_not_import_slow_optional_libraries() -> None:
             "print(','.join(m for m in ('torchvision', 'timm', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_create_validates_overrides_in_one_call() -> None:
+    data = dha_core.create("dataset", "synthetic", num_train=32, image_size=8)
+    assert len(data.split("train")) + len(data.split("val")) == 32
+    assert dha_core.create("data", "synthetic", num_train=32).num_classes == data.num_classes  # the config section
+    with pytest.raises(UserInputError, match="aug 'kornia': temprature: unknown key"):
+        dha_core.create("aug", "kornia", temprature=0.3)
+    with pytest.raises(UserInputError, match="unknown component kind"):
+        dha_core.create("optimizer", "sgd")
+
+
+def test_unknown_context_is_rejected_not_swallowed() -> None:
+    with pytest.raises(TypeError, match="unknown context data_spc; a aug takes data_spec"):
+        dha_core.create("aug", "kornia", {"data_spc": {"image_size": 8}})
+    seen: dict[str, Any] = {}
+
+    def declares_seed(config: Any, seed: int = 0) -> None:
+        seen["seed"] = seed
+
+    registry = reg.Registry()
+    registry.add("relax", "r", declares_seed)
+    component = registry.get("relax", "r")
+    assert component.accepts == {"seed"}
+    component.create(component.config(), epochs=3, seed=7)  # the kind's other context key is not passed on
+    assert seen == {"seed": 7}
+    with pytest.raises(ValueError, match="declares data_spec, which a relax is not given"):
+        registry.add("relax", "bad", lambda config, data_spec: None)

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-def create_darts_space(config: DartsSpaceConfig, data_spec: DataSpec | dict, **_: Any) -> DartsSpace:
+def create_darts_space(config: DartsSpaceConfig, data_spec: DataSpec) -> DartsSpace:
     """DARTS cell space: 8 candidate ops per edge, shared normal/reduction cells."""
     return DartsSpace(config, data_spec)
 

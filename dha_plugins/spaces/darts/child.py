@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dha_core.types import DataSpec
 from dha_plugins.spaces.common import last_affine_bn
 from dha_plugins.spaces.darts.config import DartsSpaceConfig
 from dha_plugins.spaces.darts.layout import CellSpec, DartsNetwork, make_preprocess, network_layout, zero_node
@@ -106,9 +107,9 @@ class DartsChild(DartsNetwork):
         drop_path_prob: Drop-path probability on non-identity ops in training.
     """
 
-    def __init__(self, config: DartsSpaceConfig, data_spec: dict,
+    def __init__(self, config: DartsSpaceConfig, data_spec: DataSpec,
                  picks: dict[str, Sequence[Sequence[NodePick]]]) -> None:
-        layout = network_layout(config, int(data_spec["image_size"]))
+        layout = network_layout(config, data_spec.image_size)
         super().__init__(layout, config, data_spec, lambda spec: ChildCell(spec, config, picks[spec.cell_type]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
+from dha_core.types import DataSpec
 from dha_plugins.spaces.darts.config import DartsSpaceConfig
 from dha_plugins.spaces.darts.ops import FactorizedReduce, ReLUConvBN
 
@@ -193,15 +193,15 @@ class DartsNetwork(nn.Module):
         drop_path_prob: Drop-path probability on non-identity ops in training.
     """
 
-    def __init__(self, layout: NetworkLayout, config: DartsSpaceConfig, data_spec: dict[str, Any],
+    def __init__(self, layout: NetworkLayout, config: DartsSpaceConfig, data_spec: DataSpec,
                  make_cell: Callable[[CellSpec], nn.Module]) -> None:
         super().__init__()
-        num_classes = int(data_spec["num_classes"])
+        num_classes = data_spec.num_classes
         self.aux_index = layout.aux_index
         self.drop_path_prob = 0.0
         # Built in this order (stem, cells, heads) so that a seed gives the same initial
         # weights and the parameters keep their order (optimizer state is saved by position).
-        self.stem = make_stem(int(data_spec["channels"]), layout.stem_channels)
+        self.stem = make_stem(data_spec.channels, layout.stem_channels)
         self.cells = nn.ModuleList(make_cell(spec) for spec in layout.cells)
         self.auxiliary_head = (
             AuxiliaryHead(layout.aux_in_channels, num_classes, layout.aux_in_size, config.aux_channels)

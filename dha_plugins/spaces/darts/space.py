@@ -36,12 +36,9 @@ class DartsSpace(SearchSpace):
 
     name = "darts"
 
-    def __init__(self, config: DartsSpaceConfig, data_spec: DataSpec | dict) -> None:
+    def __init__(self, config: DartsSpaceConfig, data_spec: DataSpec) -> None:
         self.config = config
-        self.data_spec = DataSpec(data_spec)
-        for key in ("num_classes", "channels", "image_size"):
-            if key not in self.data_spec:
-                raise ValueError(f"data_spec needs {key!r}")
+        self.data_spec = data_spec
         self._groups = self._make_groups()
         self._costs: dict[str, dict[str, torch.Tensor]] = {}
 

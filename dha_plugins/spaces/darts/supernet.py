@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dha_core.interfaces import Supernet
-from dha_core.types import ChoiceGroup, MixingWeights
+from dha_core.types import ChoiceGroup, DataSpec, MixingWeights
 from dha_plugins.spaces.common import fold_scale_into, group_mixing, last_affine_bn
 from dha_plugins.spaces.darts.config import DartsSpaceConfig
 from dha_plugins.spaces.darts.layout import CellSpec, DartsNetwork, make_preprocess, network_layout, zero_node
@@ -135,8 +135,8 @@ class DartsSupernet(DartsNetwork, Supernet):
         drop_path_prob: Drop-path probability on every non-identity candidate in training.
     """
 
-    def __init__(self, config: DartsSpaceConfig, data_spec: dict, groups: Sequence[ChoiceGroup]) -> None:
-        layout = network_layout(config, int(data_spec["image_size"]))
+    def __init__(self, config: DartsSpaceConfig, data_spec: DataSpec, groups: Sequence[ChoiceGroup]) -> None:
+        layout = network_layout(config, data_spec.image_size)
         super().__init__(layout, config, data_spec, lambda spec: SearchCell(spec, config))
         self.config = config
         self.groups = {t: [g for g in groups if g.name.startswith(f"{t}/")] for t in ("normal", "reduce")}

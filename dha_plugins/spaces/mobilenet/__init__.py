@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-def create_mobilenet_space(config: MobileNetSpaceConfig, data_spec: DataSpec | dict, **_: Any) -> MobileNetSpace:
+def create_mobilenet_space(config: MobileNetSpaceConfig, data_spec: DataSpec) -> MobileNetSpace:
     """ProxylessNAS-style MobileNet space: MBConv k{3,5,7} x e{3,6} plus zero per block."""
     return MobileNetSpace(config, data_spec)
 

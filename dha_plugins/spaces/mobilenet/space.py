@@ -29,13 +29,10 @@ class MobileNetSpace(SearchSpace):
 
     name = "mobilenet"
 
-    def __init__(self, config: MobileNetSpaceConfig, data_spec: DataSpec | dict) -> None:
+    def __init__(self, config: MobileNetSpaceConfig, data_spec: DataSpec) -> None:
         self.config = config
-        self.data_spec = DataSpec(data_spec)
-        for key in ("num_classes", "channels", "image_size"):
-            if key not in self.data_spec:
-                raise ValueError(f"data_spec needs {key!r}")
-        self.resolution = int(config.resolution or self.data_spec["image_size"])
+        self.data_spec = data_spec
+        self.resolution = int(config.resolution or self.data_spec.image_size)
         self.layout: MobileNetLayout = mobilenet_layout(config, self.resolution)
         self._groups = [
             ChoiceGroup(name=b.name, edges=(f"{b.name}/in",), ops=b.ops, keep=1, none_op=None, edge_inputs=(0,))
@@ -50,7 +47,7 @@ class MobileNetSpace(SearchSpace):
     def build_supernet(self) -> MobileNetSupernet:
         """A freshly initialised supernet."""
         return MobileNetSupernet(
-            self.layout, self._groups, int(self.data_spec["channels"]), int(self.data_spec["num_classes"]),
+            self.layout, self._groups, self.data_spec.channels, self.data_spec.num_classes,
             self.config.dropout,
         )
 
@@ -75,8 +72,8 @@ class MobileNetSpace(SearchSpace):
     def build_child(self, selection: Selection) -> MobileNetChild:
         """A freshly initialised network with the selected candidate(s) in every block."""
         return MobileNetChild(
-            self.layout, self._names(selection), int(self.data_spec["channels"]),
-            int(self.data_spec["num_classes"]), self.config.dropout,
+            self.layout, self._names(selection), self.data_spec.channels,
+            self.data_spec.num_classes, self.config.dropout,
         )
 
     @torch.no_grad()
@@ -109,7 +106,7 @@ class MobileNetSpace(SearchSpace):
 
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
         """A zero batch at the configured resolution."""
-        return torch.zeros(batch_size, int(self.data_spec["channels"]), self.resolution, self.resolution)
+        return torch.zeros(batch_size, self.data_spec.channels, self.resolution, self.resolution)
 
     def candidate_costs(self, metric: str = "params") -> dict[str, torch.Tensor]:
         """Per-candidate cost: group name -> ``(1, ops)`` float64 tensor (``zero`` costs 0).

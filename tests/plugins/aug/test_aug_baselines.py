@@ -9,9 +9,10 @@ from pydantic import ValidationError
 
 from dha_core.interfaces import AugmentationPolicy
 from dha_core.registry import get_registry
+from dha_core.types import DataSpec
 from dha_plugins.aug.fixed_ops import FixedOps, FixedOpsConfig, random_crop_flip, random_cutout
 
-SPEC = {"num_classes": 10, "channels": 3, "image_size": 16, "mean": (0.5, 0.4, 0.3), "std": (0.2, 0.2, 0.2)}
+SPEC = DataSpec(num_classes=10, channels=3, image_size=16, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
 
 
 def _images(b: int = 8, size: int = 16) -> torch.Tensor:
@@ -71,7 +72,7 @@ AUG_NAMES = ["none", "standard", "kornia", "torchvision", "autoaugment", "randau
 
 def _build(name: str, **fields) -> AugmentationPolicy:
     component = get_registry().get("aug", name)
-    return component.factory(component.config(**fields), data_spec=SPEC)
+    return component.create(component.config(**fields), data_spec=SPEC)
 
 
 def test_every_augmentation_is_registered_with_a_config() -> None:

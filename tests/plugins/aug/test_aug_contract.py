@@ -7,15 +7,16 @@ import torch
 
 from dha_core import get_registry
 from dha_core.interfaces import AugmentationPolicy
+from dha_core.types import DataSpec
 
-SPEC = {"num_classes": 10, "channels": 3, "image_size": 16, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}
+SPEC = DataSpec(num_classes=10, channels=3, image_size=16, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
 AUGS = get_registry().names("aug")
 
 
 def _build(name: str) -> AugmentationPolicy:
     component = get_registry().get("aug", name)
     fields = {"cutout": 4} if "cutout" in component.config.model_fields else {}
-    return component.factory(component.config(**fields), data_spec=dict(SPEC))
+    return component.create(component.config(**fields), data_spec=SPEC)
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
+from dha_core.types import DataSpec
 from dha_plugins.aug import op_levels
 from dha_plugins.aug.affine_warp import warp_affine_pixels
 from dha_plugins.aug.kornia_policy import KorniaPolicy, KorniaPolicyConfig
@@ -14,7 +15,7 @@ from dha_plugins.aug.policy import AugPlan
 from dha_plugins.aug.torchvision_policy import TorchvisionPolicy, TorchvisionPolicyConfig
 
 MEAN = (0.2, 0.5, 0.8)
-SPEC = {"image_size": 16, "mean": list(MEAN)}
+SPEC = DataSpec(num_classes=10, image_size=16, mean=MEAN)
 
 
 def test_warp_fills_the_uncovered_region_with_the_given_value() -> None:

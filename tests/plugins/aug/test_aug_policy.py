@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
+from dha_core.types import DataSpec
 from dha_plugins.aug import op_levels as L
 from dha_plugins.aug.kornia_policy import KorniaPolicy, KorniaPolicyConfig
 from dha_plugins.aug.policy import AugPlan
 from dha_plugins.aug.torchvision_policy import TorchvisionPolicy, TorchvisionPolicyConfig
 
-SPEC = {"num_classes": 10, "channels": 3, "image_size": 16, "mean": (0.5, 0.4, 0.3), "std": (0.2, 0.2, 0.2)}
+SPEC = DataSpec(num_classes=10, channels=3, image_size=16, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
 NO_FIXED = {"crop": False, "flip": False, "cutout": 0}
 
 
@@ -197,7 +198,7 @@ def _cutout_mask(y: torch.Tensor, side: int) -> torch.Tensor:
     """``(B, H, W)`` pixels that hold the cutout fill (the dataset mean) on every channel,
     after checking that each sample has exactly one such filled rectangle of at most
     ``side x side`` and at least the smallest border-clipped square."""
-    fill = torch.tensor(SPEC["mean"]).view(1, 3, 1, 1)
+    fill = torch.tensor(SPEC.mean).view(1, 3, 1, 1)
     mask = (y == fill).all(1)
     for i, m in enumerate(mask):
         ys, xs = m.nonzero(as_tuple=True)
@@ -268,7 +269,7 @@ def test_fixed_ops_run_around_the_policy(make) -> None:
     """
     b, size, pad, side = 24, 16, 2, 4
     policy = make(ops=["Identity"], crop=True, flip=True, cutout=side)
-    assert policy.fixed_ops.padding == SPEC["image_size"] // 8 == pad
+    assert policy.fixed_ops.padding == SPEC.image_size // 8 == pad
     x = _images(b)
     y, plan = policy(x, _gen(0))
     assert y.shape == x.shape and set(plan.ops.flatten().tolist()) == {0}
@@ -283,7 +284,7 @@ def test_fixed_ops_run_around_the_policy(make) -> None:
     assert (offsets != pad).any(1).sum() > b // 2 and 0 < int(flips.sum()) < b
 
     padded = F.pad(x, (pad,) * 4)  # zero padding (pad_mode="constant")
-    fill = torch.tensor(SPEC["mean"]).view(3, 1, 1)
+    fill = torch.tensor(SPEC.mean).view(3, 1, 1)
     for i in range(b):
         oy, ox = offsets[i].tolist()
         want = padded[i, :, oy : oy + size, ox : ox + size].clone()

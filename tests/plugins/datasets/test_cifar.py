@@ -87,8 +87,8 @@ def test_cifar_loads_through_the_registry(tmp_path: Path, variant: str, writer: 
                                                    "val_fraction": 0.25, "split_seed": 3})
     bundle = build_dataset(resolve_config(raw))
     n_classes = len(truth["names"])
-    assert bundle.spec["num_classes"] == n_classes and bundle.spec["image_size"] == 32
-    assert bundle.spec["channels"] == 3 and bundle.spec["mean"][0] == pytest.approx(mean0)
+    assert bundle.spec.num_classes == n_classes and bundle.spec.image_size == 32
+    assert bundle.spec.channels == 3 and bundle.spec.mean[0] == pytest.approx(mean0)
     ds = bundle.dataset
     train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
     assert list(ds.classes) == truth["names"]

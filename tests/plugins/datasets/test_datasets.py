@@ -20,7 +20,7 @@ SHARED_TAR = Path(__file__).resolve().parents[4] / "shared" / "data" / "cifar10-
 
 def create(name: str, **fields):
     component = get_registry().get("dataset", name)
-    return component.factory(component.config(**fields))
+    return component.create(component.config(**fields))
 
 
 def test_sample_is_small_real_and_balanced() -> None:

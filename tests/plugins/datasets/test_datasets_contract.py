@@ -42,7 +42,7 @@ def _create(name: str, tmp_path: Path) -> Dataset:
     if "image_size" in known and "image_size" not in fields:
         fields["image_size"] = 8
     try:
-        dataset = component.factory(component.config(**fields))
+        dataset = component.create(component.config(**fields))
         dataset.split("train")
     except UserInputError as exc:
         message = str(exc)

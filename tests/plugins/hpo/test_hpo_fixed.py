@@ -36,7 +36,7 @@ def test_darts_baseline_defaults() -> None:
     cfg = get_registry().get("hpo", "fixed").config()
     values = (cfg.optimizer, cfg.lr, cfg.lr_min, cfg.schedule, cfg.momentum, cfg.wd)
     assert values == ("sgd", 0.025, 0.001, "cosine", 0.9, 3e-4)
-    assert get_registry().create("hpo", cfg).hyper_batch == "none"
+    assert get_registry().create("hpo", cfg).hyper_batch_size is None  # held-out batches: the training size
 
 
 def test_schedules() -> None:

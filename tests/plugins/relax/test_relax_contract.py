@@ -157,7 +157,7 @@ def test_weights_have_group_shapes_and_declared_sparsity(relax_name: str, space_
             off[e, o] = False
         assert torch.equal(values.detach()[off], torch.zeros(int(off.sum())))  # outside active is zero
     out = _logits(space.build_supernet()(_batch(0)[0], w))
-    assert out.shape == (4, SPEC["num_classes"])
+    assert out.shape == (4, SPEC.num_classes)
 
 
 @pytest.mark.parametrize("relax_name", RELAXES)
@@ -212,7 +212,7 @@ def test_selection_is_valid_and_derives_the_supernet(relax_name: str, space_name
             assert torch.isfinite(torch.tensor(s.weight))
     x = _batch(3)[0]
     child = space.build_child(selection).eval()
-    assert _logits(child(x)).shape == (4, SPEC["num_classes"])
+    assert _logits(child(x)).shape == (4, SPEC.num_classes)
     # The derived child computes the supernet restricted to the selection, with its weights.
     net.eval()
     values = {g.name: torch.zeros(g.shape) for g in groups}

@@ -219,7 +219,7 @@ def test_recover_every_k_steps_and_fold_through_context() -> None:
     for step in range(3):
         x, y = _batch(step)
         F.cross_entropy(net(x, relax.mixing_weights()), y).backward()
-        metrics = relax.arch_step(_ctx(extras={"supernet": net}))
+        metrics = relax.arch_step(_ctx(supernet=net))
         assert ("ista/rejected" in metrics) == (step == 1)
     assert relax.report()["recoveries"] == 1
     assert relax.report()["frozen_at"]["cell/node1"] == {"epoch": 0, "step": 2}
@@ -268,7 +268,7 @@ def test_frozen_and_folded_child_matches_the_supernet(kind: str) -> None:
     torch.manual_seed(0)
     space, net = _spaces(kind)
     relax = _ista(space, freeze_tol=1e-4, freeze_warmup=1, init_std=0.5, lam=1e-3, lr=0.05)
-    size = space.data_spec["image_size"]
+    size = space.data_spec.image_size
     x = torch.randn(4, 3, size, size)
     net.train()
     for step in range(2):  # move b and the BN statistics away from their initial values

@@ -175,7 +175,7 @@ def test_arch_step_second_order_uses_context_and_momentum_buffers(monkeypatch: p
     captured: list[list[torch.Tensor]] = []
     monkeypatch.setattr(relax, "apply_grads", lambda grads: captured.append(list(grads)))
     ctx = ArchStepContext(loss=loss, weight_params=list(net.parameters()), weight_lr=0.3, weight_momentum=0.9,
-                          weight_decay=1e-3, train_batch=train, val_batch=val, extras={"momentum_buffers": bufs})
+                          weight_decay=1e-3, train_batch=train, val_batch=val, momentum_buffers=bufs)
     metrics = relax.arch_step(ctx)
     assert "softmax/val_loss" in metrics
     # train (virtual step), val (at w'), train twice (finite difference).

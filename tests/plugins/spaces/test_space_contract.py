@@ -16,7 +16,7 @@ import torch
 from dha_core import get_registry
 from dha_core.interfaces import SearchSpace
 from dha_core.model_io import NormalizedModel, load_model, save_model
-from dha_core.types import MixingWeights
+from dha_core.types import DataSpec, MixingWeights
 from tests.plugins.spaces.space_helpers import logits_of, random_selection, settle, weights_for
 
 # Small settings for the built-in spaces; any other (third-party) space runs with its defaults.
@@ -29,14 +29,14 @@ SMALL: dict[str, dict[str, Any]] = {
     "timm": {"model": "test_resnet"},
     "tiny": {"channels": 4},
 }
-SPEC = {"num_classes": 5, "channels": 3, "image_size": 16, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+SPEC = DataSpec(num_classes=5, channels=3, image_size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 SPACES = get_registry().names("space")
 
 
 def make_space(name: str) -> tuple[SearchSpace, dict[str, Any]]:
     component = get_registry().get("space", name)
     config = component.config(**SMALL.get(name, {}))
-    return component.factory(config, data_spec=dict(SPEC)), config.model_dump(mode="json")
+    return component.create(config, data_spec=SPEC), config.model_dump(mode="json")
 
 
 @pytest.fixture(params=SPACES)
@@ -45,7 +45,7 @@ def space_and_config(request: pytest.FixtureRequest) -> tuple[SearchSpace, dict[
 
 
 def _batch(n: int = 2) -> torch.Tensor:
-    return torch.randn(n, SPEC["channels"], SPEC["image_size"], SPEC["image_size"],
+    return torch.randn(n, SPEC.channels, SPEC.image_size, SPEC.image_size,
                        generator=torch.Generator().manual_seed(7))
 
 
@@ -76,7 +76,7 @@ def test_dense_and_sparse_forward_backward(space_and_config: tuple[SearchSpace, 
     dense = MixingWeights({g.name: torch.rand(g.shape).requires_grad_() for g in groups},
                           {g.name: None for g in groups})
     out = logits_of(net(x, dense))
-    assert out.shape == (2, SPEC["num_classes"])
+    assert out.shape == (2, SPEC.num_classes)
     out.square().mean().backward()
     for g in groups:
         grad = dense.values[g.name].grad
@@ -90,7 +90,7 @@ def test_dense_and_sparse_forward_backward(space_and_config: tuple[SearchSpace, 
     for w in sparse.values.values():
         w.requires_grad_()
     out = logits_of(net(x, sparse))
-    assert out.shape == (2, SPEC["num_classes"]) and torch.isfinite(out).all()
+    assert out.shape == (2, SPEC.num_classes) and torch.isfinite(out).all()
     out.square().mean().backward()
     for g in groups:
         grad = sparse.values[g.name].grad
@@ -133,16 +133,16 @@ def test_child_round_trips_through_model_pt(space_and_config: tuple[SearchSpace,
     x = _batch()
     settle(net, x, MixingWeights({g.name: torch.rand(g.shape) for g in groups}, {g.name: None for g in groups}))
     sel = random_selection(groups, seed=3)
-    model = NormalizedModel(space.derive(net, sel), SPEC["mean"], SPEC["std"]).eval()
+    model = NormalizedModel(space.derive(net, sel), SPEC.mean, SPEC.std).eval()
     path = tmp_path / "model.pt"
     save_model(model, path, space_config=config, data_spec=SPEC, selection=sel)
     loaded = load_model(path)
-    images = torch.rand(2, SPEC["channels"], SPEC["image_size"], SPEC["image_size"])
+    images = torch.rand(2, SPEC.channels, SPEC.image_size, SPEC.image_size)
     with torch.no_grad():
         torch.testing.assert_close(loaded(images), model(images), atol=0, rtol=0)
         # ... and that output is the child on normalised images (not the model against itself)
-        mean = torch.tensor(SPEC["mean"]).view(1, -1, 1, 1)
-        std = torch.tensor(SPEC["std"]).view(1, -1, 1, 1)
+        mean = torch.tensor(SPEC.mean).view(1, -1, 1, 1)
+        std = torch.tensor(SPEC.std).view(1, -1, 1, 1)
         torch.testing.assert_close(loaded(images), logits_of(model.net((images - mean) / std)), atol=1e-6, rtol=0)
     # A child built fresh from config + selection has exactly the derived child's keys.
     assert set(space.build_child(sel).state_dict()) == set(model.net.state_dict())

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from dha_core.costs import count_params
-from dha_core.types import MixingWeights, SelectedOp
+from dha_core.types import DataSpec, MixingWeights, SelectedOp
 from dha_plugins.spaces.darts import (
     DARTS_OPS,
     DARTS_V2,
@@ -25,8 +25,8 @@ from dha_plugins.spaces.darts import (
 from dha_plugins.spaces.darts.layout import AuxiliaryHead
 from tests.plugins.spaces.space_helpers import logits_of, random_selection, settle, weights_for
 
-CIFAR = {"num_classes": 10, "channels": 3, "image_size": 32}
-SMALL = {"num_classes": 4, "channels": 3, "image_size": 16}
+CIFAR = DataSpec(num_classes=10, channels=3, image_size=32)
+SMALL = DataSpec(num_classes=4, channels=3, image_size=16)
 
 
 def space(image: dict | None = None, **cfg) -> DartsSpace:
@@ -125,7 +125,7 @@ def test_shape_settings_are_configurable() -> None:
 
 @pytest.mark.parametrize("size", [16, 30, 32])
 def test_runs_at_small_and_odd_resolutions(size: int) -> None:
-    s = space({"num_classes": 4, "channels": 3, "image_size": size}, C=4, layers=3)
+    s = space(DataSpec(num_classes=4, channels=3, image_size=size), C=4, layers=3)
     net = s.build_supernet().eval()
     sel = random_selection(s.choice_groups(), seed=size)
     with torch.no_grad():
@@ -180,7 +180,7 @@ def _forward_flops(net, x, weights) -> int:
 
 
 def test_forward_flops_scale_with_active_ops() -> None:
-    s = space({"num_classes": 4, "channels": 3, "image_size": 8}, layers=3, nodes=2)
+    s = space(DataSpec(num_classes=4, channels=3, image_size=8), layers=3, nodes=2)
     groups = s.choice_groups()
     net = s.build_supernet().eval()
     x = torch.zeros(1, 3, 8, 8)
@@ -215,7 +215,7 @@ def test_candidate_costs_match_hand_counts() -> None:
 
 
 def test_drop_path() -> None:
-    s = space({"num_classes": 4, "channels": 3, "image_size": 8})
+    s = space(DataSpec(num_classes=4, channels=3, image_size=8))
     net = s.build_supernet()
     x = torch.randn(4, 3, 8, 8)
     with pytest.raises(ValueError):

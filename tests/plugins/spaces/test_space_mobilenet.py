@@ -8,13 +8,13 @@ from pydantic import ValidationError
 from torch import nn
 
 from dha_core.costs import count_params
-from dha_core.types import MixingWeights, SelectedOp
+from dha_core.types import DataSpec, MixingWeights, SelectedOp
 from dha_plugins.spaces.mobilenet import MobileNetSpace, MobileNetSpaceConfig
 from dha_plugins.spaces.mobilenet.child import ChildBlock
 from tests.plugins.spaces.space_helpers import random_selection, settle, weights_for
 
-IMAGENET = {"num_classes": 1000, "channels": 3, "image_size": 224}
-CIFAR = {"num_classes": 10, "channels": 3, "image_size": 32}
+IMAGENET = DataSpec(num_classes=1000, channels=3, image_size=224)
+CIFAR = DataSpec(num_classes=10, channels=3, image_size=32)
 NARROW = {"stem_channels": 8, "first_block_channels": 8, "stage_widths": (8, 16, 16), "depths": (2, 2, 1),
           "strides": (1, 2, 1), "kernel_sizes": (3, 5), "expand_ratios": (2, 3), "last_channels": 32}
 MOBILENET_V2 = {"stage_widths": (24, 32, 64, 96, 160, 320), "depths": (2, 3, 4, 3, 3, 1),

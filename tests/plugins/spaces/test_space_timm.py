@@ -12,11 +12,11 @@ from pydantic import ValidationError
 from timm.layers import DropPath
 
 import dha_core
-from dha_core.types import MixingWeights, SelectedOp
+from dha_core.types import DataSpec, MixingWeights, SelectedOp
 from dha_plugins.spaces.timm_backbone import TimmSpace, TimmSpaceConfig
 from tests.conftest import tiny_raw_config
 
-SPEC = {"num_classes": 3, "channels": 1, "image_size": 16}
+SPEC = DataSpec(num_classes=3, channels=1, image_size=16)
 
 
 def test_fixed_network_has_no_choices() -> None:

@@ -36,7 +36,7 @@ class RandomGrayscale(AugmentationPolicy):
         return torch.where(mask.to(images.device).view(-1, 1, 1, 1), gray, images), None
 
 
-def create_grayscale(config: GrayscaleConfig, **_: Any) -> RandomGrayscale:
+def create_grayscale(config: GrayscaleConfig) -> RandomGrayscale:
     """Random grayscale with probability p (example third-party plugin)."""
     return RandomGrayscale(config.p)
 

@@ -1,59 +1,21 @@
-"""``dha sweep``: many searches over a grid of settings and seeds, one after another or on Ray Tune.
-
-A sweep is a base config, a grid of ``KEY=v1,v2,...`` axes over any config keys (the
-settings DHA does not learn: the policy temperature, the hyper bounds, a component swap
-with ``aug.name=kornia,none``) and a number of seeds. Every grid cell runs once per seed,
-as an ordinary search with its own run directory under the sweep's folder. The result is
-one table with mean +- std over seeds per cell: ``sweep.md`` and ``sweep.csv``, plus
-``trials.csv`` with one row per search.
-
-Engines:
-
-* ``local``: in this process, one search after another.
-* ``ray``: ``ray.tune.Tuner``, one trial per search with ``tune.with_resources``. Each
-  epoch-end checkpoint of a search is reported to Tune with the epoch's metrics, so a
-  trial that fails or is restored (``--resume``) continues from its last checkpoint, and
-  schedulers such as ASHA can stop poor trials early. A search algorithm (Optuna TPE)
-  can replace the grid: the axes become categorical choices and ``num_samples``
-  configurations are tried. Ray is an optional extra: ``pip install 'dha[ray]'``.
-
-Every trial's config is validated before the first search starts.
-"""
+"""The sweep's engines: one trial as an ordinary search, the local engine and the Ray Tune engine."""
 
 from __future__ import annotations
 
-import csv
-import io
-import itertools
 import json
 import logging
-import math
 import os
-import re
 import shutil
-import statistics
 import tempfile
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from dha_core.config import apply_overrides, load_yaml, resolve_config
 from dha_core.errors import UserInputError
-from dha_core.rundir import atomic_write_text, check_creatable
+from dha_core.sweep.grid import Sweep, Trial
 
-__all__ = [
-    "RayOptions",
-    "Sweep",
-    "Trial",
-    "parse_grid",
-    "run_sweep",
-    "run_trial",
-    "sweep_table",
-    "sweep_csv",
-    "trials_csv",
-]
+__all__ = ["CHECKPOINT_FILES", "RayOptions", "run_local", "run_ray", "run_trial"]
 
 log = logging.getLogger(__name__)
 
@@ -61,153 +23,6 @@ RAY_INSTALL_HINT = "--engine ray needs Ray Tune, which is not installed: pip ins
 OPTUNA_INSTALL_HINT = "--search-alg optuna needs Optuna, which is not installed: pip install 'dha[ray]'"
 # Files of a run directory that a Tune checkpoint carries (enough for Searcher.from_run_dir).
 CHECKPOINT_FILES = ("config.yaml", "metrics.csv", "checkpoints/last.pt")
-
-
-def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """``["aug.temperature=0.25,0.5"]`` -> ``[("aug.temperature", ["0.25", "0.5"])]``.
-
-    Values stay text; they are parsed as YAML scalars when applied, exactly like ``--set``.
-
-    Raises:
-        UserInputError: A malformed or repeated axis.
-    """
-    axes: list[tuple[str, list[str]]] = []
-    for item in items:
-        key, sep, values = item.partition("=")
-        key = key.strip()
-        if key.startswith("dataset."):
-            key = "data." + key[len("dataset."):]
-        if not sep or not key or any(not part for part in key.split(".")) or not values.strip():
-            raise UserInputError(f"--grid {item!r}: expected KEY=V1,V2,... with a dotted config key")
-        names = [v.strip() for v in values.split(",") if v.strip()]
-        if len(set(names)) != len(names):
-            raise UserInputError(f"--grid {item!r}: repeated value")
-        if key in {k for k, _ in axes}:
-            raise UserInputError(f"--grid: {key} is given twice")
-        if key == "train.seed":
-            raise UserInputError("--grid train.seed: use --seeds N for repetitions")
-        axes.append((key, names))
-    return axes
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text)
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One search of a sweep.
-
-    Attributes:
-        params: ``(key, value text)`` per grid axis, in the grid's order.
-        seed_index: Repetition ``i``: the search runs with ``train.seed = base seed + i``.
-    """
-
-    params: tuple[tuple[str, str], ...]
-    seed_index: int
-    suffix: str = ""
-
-    @property
-    def cell(self) -> str:
-        """The grid cell, e.g. ``"aug=kornia, hpo.lr_up=0.2"`` (``"base"`` without a grid).
-
-        A component swap ``aug.name=kornia`` is shown as ``aug=kornia``.
-        """
-        return ", ".join(f"{_label(k)}={v}" for k, v in self.params) or "base"
-
-    @property
-    def slug(self) -> str:
-        """The trial's run-directory name."""
-        parts = [_slug(f"{_label(k)}_{v}") for k, v in self.params]
-        return "-".join([*parts, f"seed{self.seed_index}", *([_slug(self.suffix)] if self.suffix else [])])
-
-
-@dataclass
-class Sweep:
-    """A grid of searches over seeds, validated up front.
-
-    Attributes:
-        base: The base config mapping (parsed YAML).
-        grid: The axes from :func:`parse_grid`.
-        seeds: Repetitions per cell.
-        overrides: ``--set`` overrides applied to every trial.
-        out: The sweep's folder (trial run directories, tables, Tune's state).
-        progress: Progress bars inside the trials.
-        base_seed: ``train.seed`` of the base config; repetition ``i`` uses ``base_seed + i``.
-        cwd: Directory relative paths in the config refer to (Ray runs trials elsewhere).
-    """
-
-    base: dict[str, Any]
-    grid: list[tuple[str, list[str]]]
-    seeds: int = 1
-    overrides: list[str] = field(default_factory=list)
-    out: Path = Path("runs/sweep")
-    progress: bool = True
-    base_seed: int = 0
-    cwd: str = field(default_factory=os.getcwd)
-
-    @classmethod
-    def from_file(cls, config: str | Path, grid: Sequence[str], seeds: int = 1, overrides: Sequence[str] = (),
-                  out: str | Path | None = None, progress: bool = True) -> Sweep:
-        """Reads the base config and validates every trial's config.
-
-        Raises:
-            UserInputError: Bad config, grid, seeds or a value that makes a trial invalid.
-        """
-        if seeds < 1:
-            raise UserInputError("--seeds: must be at least 1")
-        base = load_yaml(config)
-        axes = parse_grid(grid)
-        base_cfg = resolve_config(*apply_overrides(base, list(overrides)))
-        folder = Path(out) if out else Path(base_cfg.output.dir) / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-        sweep = cls(base=base, grid=axes, seeds=seeds, overrides=list(overrides), out=folder.resolve(),
-                    progress=progress, base_seed=int(base_cfg.train.seed))
-        for trial in sweep.trials():
-            sweep.config_for(trial)
-        return sweep
-
-    def trials(self) -> list[Trial]:
-        """Every grid cell times every seed, cells in grid order."""
-        keys = [k for k, _ in self.grid]
-        cells = itertools.product(*[values for _, values in self.grid])
-        return [Trial(tuple(zip(keys, cell, strict=True)), s) for cell in cells for s in range(self.seeds)]
-
-    def trial_overrides(self, trial: Trial, overwrite: bool = False) -> list[str]:
-        """The ``--set`` list of a trial.
-
-        Component swaps (``aug.name=...``) come first, so that ``--set aug.temperature=...``
-        applies to the swapped-in component; the other axes come after the user's sets.
-        """
-        swaps = [f"{k}={v}" for k, v in trial.params if _is_swap(k)]
-        fields = [f"{k}={v}" for k, v in trial.params if not _is_swap(k)]
-        sets = [*swaps, *self.overrides, *fields, f"train.seed={self.base_seed + trial.seed_index}"]
-        if not self.progress:
-            sets.append("train.progress=false")
-        if overwrite:
-            sets.append("output.overwrite=true")
-        return sets
-
-    def config_for(self, trial: Trial, overwrite: bool = False) -> Any:
-        """The trial's validated ``RunConfig``."""
-        raw, keys = apply_overrides(self.base, self.trial_overrides(trial, overwrite))
-        try:
-            return resolve_config(raw, set_keys=keys)
-        except UserInputError as exc:
-            raise UserInputError(f"sweep cell {trial.cell}: {exc}") from None
-
-    def run_dir(self, trial: Trial) -> Path:
-        return self.out / trial.slug
-
-
-def _label(key: str) -> str:
-    return key.rsplit(".", 1)[0] if _is_swap(key) else key
-
-
-def _is_swap(key: str) -> bool:
-    from dha_core.config import COMPONENT_FIELDS
-
-    parts = key.split(".")
-    return len(parts) == 2 and parts[0] in COMPONENT_FIELDS and parts[1] == "name"
 
 
 # --------------------------------------------------------------------------- one trial
@@ -518,98 +333,3 @@ def run_ray(sweep: Sweep, options: RayOptions | None = None, resume: bool = Fals
     order = {(t.cell, t.seed_index): i for i, t in enumerate(sweep.trials())}
     rows.sort(key=lambda r: (order.get((r["cell"], r["seed"]), len(order)), r["run_dir"]))
     return rows
-
-
-# --------------------------------------------------------------------------- tables
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def _cells(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    cells: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        cells.setdefault(row["cell"], []).append(row)
-    return cells
-
-
-def _aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per cell: runs finished/stopped/failed and mean/std of every numeric column (sample std)."""
-    out = []
-    for cell, members in _cells(rows).items():
-        done = [r for r in members if r["status"] == "done"]
-        agg: dict[str, Any] = {"cell": cell, "runs": len(done),
-                               "stopped": sum(r["status"] == "stopped" for r in members),
-                               "failed": sum(r["status"] == "error" for r in members)}
-        for key in ("test_acc", "val_acc", "params", "final_lr", "final_wd", "wall_s"):
-            values = [float(r[key]) for r in done if isinstance(r.get(key), (int, float))]
-            mean, std = _mean_std(values) if values else (math.nan, math.nan)
-            agg[f"{key}_mean"], agg[f"{key}_std"] = mean, std
-        out.append(agg)
-    return out
-
-
-def _pm(mean: float, std: float, scale: float = 1.0, fmt: str = ".2f") -> str:
-    if math.isnan(mean):
-        return "-"
-    return f"{scale * mean:{fmt}} ± {scale * std:{fmt}}"
-
-
-def sweep_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The markdown table: mean ± std over seeds per grid cell (finished trials only)."""
-    lines = ["| cell | runs | test acc (%) | val acc (%) | params | final lr | wall (s) |",
-             "|---|---|---|---|---|---|---|"]
-    for agg in _aggregate(rows):
-        runs = str(agg["runs"])
-        extra = [f"{agg[k]} {k}" for k in ("stopped", "failed") if agg[k]]
-        if extra:
-            runs += f" ({', '.join(extra)})"
-        params = "-" if math.isnan(agg["params_mean"]) else f"{agg['params_mean']:,.0f}"
-        lines.append(
-            f"| {agg['cell']} | {runs} | {_pm(agg['test_acc_mean'], agg['test_acc_std'], 100)} | "
-            f"{_pm(agg['val_acc_mean'], agg['val_acc_std'], 100)} | {params} | "
-            f"{_pm(agg['final_lr_mean'], agg['final_lr_std'], fmt='.3g')} | "
-            f"{_pm(agg['wall_s_mean'], agg['wall_s_std'], fmt='.1f')} |"
-        )
-    return "\n".join(lines)
-
-
-def _csv(rows: Sequence[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def sweep_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """The table as CSV: one row per cell, ``<metric>_mean`` and ``<metric>_std`` columns."""
-    return _csv(_aggregate(rows))
-
-
-def trials_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """One row per trial."""
-    return _csv(rows)
-
-
-# --------------------------------------------------------------------------- entry point
-def run_sweep(sweep: Sweep, engine: Literal["local", "ray"] = "local", resume: bool = False,
-              ray_options: RayOptions | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """Runs a sweep and writes ``sweep.md``, ``sweep.csv`` and ``trials.csv`` into ``sweep.out``.
-
-    Returns:
-        The markdown table and the per-trial rows.
-    """
-    check_creatable(sweep.out, "sweep folder")
-    if engine == "ray":
-        rows = run_ray(sweep, ray_options, resume=resume)
-    elif engine == "local":
-        rows = run_local(sweep, resume=resume)
-    else:
-        raise UserInputError(f"--engine {engine!r}: expected local or ray")
-    if not rows:
-        raise UserInputError("the sweep ran no trial")
-    table = sweep_table(rows)
-    atomic_write_text(sweep.out / "sweep.md", table + "\n")
-    atomic_write_text(sweep.out / "sweep.csv", sweep_csv(rows))
-    atomic_write_text(sweep.out / "trials.csv", trials_csv(rows))
-    return table, rows
