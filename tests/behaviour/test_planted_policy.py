@@ -34,7 +34,9 @@ def test_policy_raises_the_pairs_that_raise_the_loss(tmp_path: Path, seed: int) 
     # The architecture that reads the informative channel: only the policy is searched.
     raw = planted_config(tmp_path, {"name": "fixed", "genotype": "ch0"}, informative=0, seed=seed, epochs=6)
     raw["data"]["channels"] = 3
-    raw["aug"] = {"name": "kornia", "ops": OPS, "crop": False, "flip": False}
+    # Full strength: the test is about Eq. 2's direction; at the default strength_max of 0.5
+    # Invert (an op without a level) applies half of the time and its signal is halved.
+    raw["aug"] = {"name": "kornia", "ops": OPS, "crop": False, "flip": False, "strength_max": 1.0}
     policy = build(config=raw).fit().summary["policy"]
     start = _one_invert_share([[1 / len(OPS) ** 2] * len(OPS)] * len(OPS))
     end = _one_invert_share(policy["pair_probs"])  # a 4 x 4 matrix is small enough for the summary

@@ -66,7 +66,7 @@ def test_zero_strength_is_the_identity_for_every_op() -> None:
 def test_strength_moves_levels_towards_identity_not_towards_zero() -> None:
     """Posterize at level 0 keeps 1 bit: a weak Posterize must keep more bits, not fewer."""
     config = KorniaPolicyConfig(ops=["Posterize", "Solarize", "Contrast", "Rotate"], policy="single",
-                                strength_warmup=1.0)
+                                strength_warmup=1.0, strength_max=1.0)
     policy = KorniaPolicy(config, SPEC)
     g = torch.Generator().manual_seed(1)
     policy.on_progress(0.25)

@@ -117,7 +117,9 @@ def test_non_cpu_generator_is_rejected() -> None:
 
 
 def test_plan_fields_are_consistent() -> None:
-    policy = _kornia(magnitude_max=3.0)
+    # Full strength: a weakened plan moves levels towards each op's identity (beyond M for
+    # Posterize) and swaps unscaled ops for Identity (test_aug_pipeline_defaults.py).
+    policy = _kornia(magnitude_max=3.0, strength_max=1.0)
     plan = policy.sample_plan(512, _gen(1))
     n = policy.num_ops
     assert plan.ops.shape == plan.levels.shape == plan.signs.shape == (512, 2)
