@@ -188,6 +188,12 @@ def rows_from_runs(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def added_rows(rows: list[dict[str, Any]], earlier: list[dict[str, Any]], source: Path) -> list[dict[str, Any]]:
+    """The runs of an earlier result whose (method, seed) ``rows`` lacks, marked with ``source``."""
+    have = {(r["method"], r["seed"]) for r in rows}
+    return [{**r, "source": str(source)} for r in earlier if (r["method"], r["seed"]) not in have]
+
+
 def _ms(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -258,6 +264,9 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{row['params_mean']:,.0f} | {row['steps_mean']:.0f} | {100 * row['budget_used_min']:.0f}% | "
                      f"{row['final_lr_mean']:.4g} | {row['final_wd_mean']:.3g} | {entropy} | {changed} |")
     r = result["ratios"]
+    earlier = [f"{x['method']} seed {x['seed']}" for x in result["runs"] if x.get("source")]
+    if earlier:
+        lines += ["", f"Taken from an earlier recording (same settings; not re-run here): {', '.join(earlier)}."]
     lines += ["", "Ratios: " + ", ".join(f"`{k}` = {v:.3f}" for k, v in r.items())
               + f" (goals: {', '.join(f'{k} {v}' for k, v in result['goals'].items())}).",
               f"Observed order: {' > '.join(result['observed_order'])}; paper order "
@@ -305,12 +314,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-subset", type=int, default=None, help="default 10000; 500 with --quick")
     parser.add_argument("--test-subset", type=int, default=None, help="default: all 10000; 200 with --quick")
     parser.add_argument("--threads", type=int, default=None, help="default: torch's choice (all cores)")
+    parser.add_argument("--add-rows", type=Path, action="append", default=[], metavar="JSON",
+                        help="with --from-runs: also tabulate the runs of an earlier --json result for the "
+                             "(method, seed) pairs the folder lacks; each is marked with its source")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed+seeds-1")
     parser.add_argument("--runs-dir", type=Path, default=None,
                         help="keep the run directories here (default: a temporary folder); --from-runs reads them")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.SECTION.KEY=VALUE",
                         help="override one method's config, e.g. dha.hpo.lr_low=0.025 (repeatable; value as YAML)")
     args = parser.parse_args(argv)
+    if args.add_rows and args.from_runs is None:
+        parser.error("--add-rows needs --from-runs")
+    earlier: dict[Path, list[dict[str, Any]]] = {}
+    for path in args.add_rows:
+        try:
+            earlier[path] = list(json.loads(path.read_text())["runs"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--add-rows {path}: not a bench_search --json result ({type(exc).__name__})")
     for item in args.set:
         who = item.partition(".")[0]
         if "=" not in item or who not in METHODS or item.count(".") < 2:
@@ -331,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = rows_from_runs(args.from_runs)
         if not rows:
             parser.error(f"no finished runs under {args.from_runs}")
+        for path, runs in earlier.items():
+            rows += added_rows(rows, runs, path)
         args.methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
         args.seeds = max(r["seed"] for r in rows) + 1
         result = aggregate(rows, args)

@@ -65,6 +65,25 @@ def test_overrides_seeds_and_kept_runs_round_trip(tmp_path: Path) -> None:
     assert main(["--from-runs", str(runs), "--json", str(tmp_path / "b.json")]) == 0
     again = json.loads((tmp_path / "b.json").read_text())
     assert again["ratios"]["dha_acc"] == first["ratios"]["dha_acc"]
+    # An earlier result fills the (method, seed) pairs the folder lacks, and only those.
+    assert main(["--quick", "--budget", "0.3", "--data-root", str(tmp_path / "data"), "--batch", "4",
+                 "--methods", "dha", "darts", "--first-seed", "3", "--json", str(tmp_path / "earlier.json")]) == 0
+    assert main(["--from-runs", str(runs), "--add-rows", str(tmp_path / "earlier.json"),
+                 "--json", str(tmp_path / "c.json")]) == 0
+    merged = json.loads((tmp_path / "c.json").read_text())
+    sources = {(r["method"], r.get("source")) for r in merged["runs"]}
+    assert sources == {("dha", None), ("ista_one_stage", None), ("darts", str(tmp_path / "earlier.json"))}
+    assert merged["ratios"]["dha_acc"] == first["ratios"]["dha_acc"]
+
+
+def test_add_rows_from_a_file_that_is_not_a_result_is_one_line_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main = runpy.run_path(str(BENCH))["main"]
+    (tmp_path / "runs" / "dha-seed0").mkdir(parents=True)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        main(["--from-runs", str(tmp_path / "runs"), "--add-rows", str(tmp_path / "bad.json")])
+    assert exc.value.code == 2
 
 
 @pytest.mark.parametrize("bad", ["dha.hpo", "nosuch.hpo.lr=1", "dha.lr=1"])
