@@ -43,6 +43,7 @@ from typing import Any
 import torch
 
 from dha_core.config import resolve_config
+from dha_core.config_files import apply_overrides
 from dha_core.searcher import Searcher
 
 # The scripts run as files, not as a package: put this folder on the path so `common`
@@ -114,20 +115,11 @@ def extract(tar: Path, dest: Path, train_per_class: int, test_per_class: int | N
     return next(p.parent for p in dest.rglob("train") if p.is_dir())
 
 
-def apply_overrides(raw: dict[str, Any], method: str, overrides: list[str]) -> None:
-    """Applies ``METHOD.section.key=value`` overrides (value parsed as YAML) to one method's config."""
-    import yaml
-
-    for item in overrides:
-        target, _, value = item.partition("=")
-        who, _, dotted = target.partition(".")
-        if who != method:
-            continue
-        *path, key = dotted.split(".")
-        node = raw
-        for part in path:
-            node = node.setdefault(part, {})
-        node[key] = yaml.safe_load(value)
+def method_overrides(method: str, overrides: list[str]) -> list[str]:
+    """The ``--set`` items addressed to ``method``, without the method prefix: the CLI's
+    ``section.key=value`` form, applied by :func:`dha_core.config_files.apply_overrides`."""
+    prefix = f"{method}."
+    return [item[len(prefix):] for item in overrides if item.startswith(prefix)]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -142,7 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method in args.methods:
                 raw = method_config(method, args, data_root, seed, runs_dir)
-                apply_overrides(raw, method, args.set)
+                raw, _ = apply_overrides(raw, method_overrides(method, args.set))
                 raw["output"]["name"] = f"{method}-seed{seed}"
                 summary = Searcher(resolve_config(raw)).fit().summary
                 row = summary_row(method, seed, summary, raw)
