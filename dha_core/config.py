@@ -75,6 +75,13 @@ class TrainConfig(StrictModel):
         "rest of the stage trains that child with the same weights. null: 0.5 for one-stage runs, 1 (search to "
         "the end) when a retrain stage follows.",
     )
+    bn_recalibration_batches: int = Field(
+        0,
+        ge=0,
+        description="Clean training batches (no augmentation) on which the ready model's batch-norm statistics "
+        "are re-estimated before it is evaluated and exported; summary.json reports the accuracy before and "
+        "after. 0: keep the running statistics of training.",
+    )
     max_nonfinite_steps: int = Field(5, ge=1, description="Consecutive non-finite steps before the run stops.")
     checkpoint_every: int = Field(50, ge=1, description="Steps between checkpoints (also at every epoch end).")
     log_every: int = Field(1, ge=1)

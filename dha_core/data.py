@@ -11,7 +11,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from dha_core.errors import UserInputError
 
-__all__ = ["BatchStream", "epoch_batches", "eval_batches"]
+__all__ = ["BatchStream", "epoch_batches", "eval_batches", "shuffled_batches"]
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, drop_last: bool = True) -> list[list[int]]:
@@ -29,6 +29,11 @@ def eval_batches(dataset: TorchDataset, batch_size: int, workers: int = 0) -> Da
     """In-order batches for evaluation (so results are reproducible)."""
     n = len(dataset)
     return _loader(dataset, [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)], workers)
+
+
+def shuffled_batches(dataset: TorchDataset, batch_size: int, seed: int, workers: int = 0) -> DataLoader:
+    """One shuffled pass over ``dataset`` in full batches; a function of ``seed`` only."""
+    return _loader(dataset, epoch_batches(len(dataset), min(batch_size, len(dataset)), seed, 0), workers)
 
 
 class BatchStream:

@@ -266,6 +266,13 @@ class DistContext:
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.search_group)
         return bool(t.item() > 0)
 
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Copies rank 0's floating-point buffers of ``module`` to every rank (e.g. ISTA's
+        timed op costs, which each rank would otherwise measure differently)."""
+        for buf in module.buffers():
+            if buf.is_floating_point():
+                dist.broadcast(buf, src=0, group=self.search_group)
+
     def broadcast(self, obj: T) -> T:
         """Rank 0's ``obj`` on every rank (picklable objects)."""
         box = [obj]

@@ -16,7 +16,8 @@ import torch
 
 from dha_core.config import RunConfig
 from dha_core.costs import count_flops, count_params
-from dha_core.data import eval_batches
+from dha_core.bn_recalibration import recalibrate_batchnorm
+from dha_core.data import eval_batches, shuffled_batches
 from dha_core.distributed import DistContext
 from dha_core.evaluate import evaluate
 from dha_core.fixed_network import FixedNetwork
@@ -24,6 +25,7 @@ from dha_core.kinds import CONFIG_FIELDS
 from dha_core.model_io import NormalizedModel, save_model
 from dha_core.precision import RunPerformance
 from dha_core.rundir import RunDir
+from dha_core.seeds import StreamOffset
 from dha_core.stage import Stage, StageSpec
 from dha_core.stage_builder import StageBuilder
 from dha_core.stage_runner import RunState
@@ -82,13 +84,15 @@ class ResultWriter:
             child = stage.net.net
         self.perf.restore_module(child)  # the saved model is contiguous fp32, like a reload
         model = NormalizedModel.for_data(child, bundle.spec).to(device).eval()
+        # Every rank recalibrates (the same batches), so every rank returns the same model.
+        recalibration = self._recalibrate(model, evaluate_before=self.dist is None or self.dist.is_main)
         if self.dist is None:
-            return self._evaluate_and_write(model, child, stage, state)
+            return self._evaluate_and_write(model, child, stage, state, recalibration)
         # Rank 0 evaluates and writes; the others wait for its summary (or its failure).
         summary: dict[str, Any] | None = None
         if self.dist.is_main:
             try:
-                summary = self._evaluate_and_write(model, child, stage, state).summary
+                summary = self._evaluate_and_write(model, child, stage, state, recalibration).summary
             except BaseException as exc:
                 self.dist.broadcast({"error": f"rank 0 failed while finishing: {type(exc).__name__}: {exc}"})
                 raise
@@ -105,13 +109,28 @@ class ResultWriter:
         batches = eval_batches(self.builder.bundle.dataset.split(split), train.eval_batch_size, train.workers)
         return evaluate(model, batches, self.builder.device)
 
+    def _recalibrate(self, model: NormalizedModel, evaluate_before: bool) -> dict[str, Any] | None:
+        """Re-estimates the batch-norm statistics (``train.bn_recalibration_batches``) and
+        reports the test and validation accuracy of the model before it."""
+        train = self.config.train
+        if train.bn_recalibration_batches == 0:
+            return None
+        before = {split: self._evaluate(model, split)["acc"] for split in ("test", "val")} if evaluate_before else {}
+        dataset = self.builder.bundle.dataset.split("train")
+        batches = shuffled_batches(dataset, train.batch_size, train.seed + StreamOffset.BN_RECALIBRATION,
+                                   train.workers)
+        used = recalibrate_batchnorm(model, batches, self.builder.device, train.bn_recalibration_batches)
+        model.eval()
+        return {"batches": used, "images": used * min(train.batch_size, len(dataset)),
+                "test_acc_before": before.get("test"), "val_acc_before": before.get("val")}
+
     def _budget_used(self, state: RunState) -> dict[str, float]:
         """Fraction of each stage's time budget spent on training."""
         return {spec.name: state.stage_train_s.get(spec.name, 0.0) / spec.time_budget_s for spec in self.plan
                 if spec.time_budget_s is not None}
 
     def _evaluate_and_write(self, model: NormalizedModel, child: torch.nn.Module, stage: Stage,
-                            state: RunState) -> SearchResult:
+                            state: RunState, recalibration: dict[str, Any] | None) -> SearchResult:
         config, space, reports, selection = self.config, self.builder.space, state.reports, state.selection
         test = self._evaluate(model, "test")
         val = self._evaluate(model, "val")
@@ -131,6 +150,7 @@ class ResultWriter:
             "policy": _top_level(reports.get("policy", {})),
             "relax": reports.get("relax", {}),
             "hpo": reports.get("hpo", {}),
+            "bn_recalibration": recalibration,
             "nonfinite_skipped": int(stage.step_fn.nonfinite_total),
             "stopped_early": reports.get("search_history", {}).get("stopped_early"),
             "steps": state.global_step,

@@ -30,6 +30,8 @@ class StreamOffset(IntEnum):
     """The policy's sampling generator (the batch-level draw in a distributed run)."""
     RANK_SAMPLES = 130363
     """Per-rank, per-step sample generators of a distributed run."""
+    BN_RECALIBRATION = 15485863
+    """The clean training batches of batch-norm recalibration (from ``train.seed``)."""
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,8 @@ class StageBuilder:
         cfg = self.config.train
         net = self.perf.prepare_module(net.to(self.device))
         relax = relax.to(self.device)
+        if self.dist is not None:
+            self.dist.broadcast_buffers(relax)
         aug = comp.build_aug(spec.aug, self.bundle.spec).to(self.device)
         hpo = comp.build_hpo(spec.hpo)
         seeds = StageSeeds.of(cfg.seed, spec.seed)

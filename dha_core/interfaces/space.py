@@ -125,7 +125,8 @@ class SearchSpace(ABC):
         """Cost of every candidate, group name -> ``(edges, ops)`` tensor.
 
         Args:
-            metric: ``"params"`` or ``"flops"``.
+            metric: ``"params"``, ``"flops"`` or ``"latency"`` (seconds of a training
+                forward and backward pass, where the space can time its candidates).
 
         Returns:
             Per-candidate costs; empty when the space has no choices or cannot measure.

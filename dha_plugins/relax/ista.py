@@ -47,6 +47,12 @@ __all__ = ["IstaConfig", "IstaNode", "IstaRelaxation", "create_ista"]
 
 log = logging.getLogger(__name__)
 
+AUTO_COST_WEIGHT = 0.1
+"""``cost_weight`` of a time-budgeted search when it is not set (docs/relaxations.md, "Cost")."""
+
+_SMOOTH = 1e-8
+"""Smoothing of ``|alpha|`` in the cost penalty, so a zero weight still has a gradient."""
+
 
 class IstaConfig(ComponentConfig):
     """Config of the ISTA-NAS one-stage relaxation (defaults follow the ISTA-NAS code)."""
@@ -81,6 +87,21 @@ class IstaConfig(ComponentConfig):
     early_stop: bool = Field(False, description="should_stop() once every node is frozen.")
     max_params: float | None = Field(None, gt=0, description="Reject recovered architectures above this many params.")
     max_flops: float | None = Field(None, gt=0, description="Reject recovered architectures above this many FLOPs.")
+    cost_weight: float | None = Field(
+        None,
+        ge=0,
+        description="Weight of a cost penalty on the sparse code: cost_weight * sum over unfrozen nodes of the "
+        "cost-weighted share sum c_i |alpha_i| / sum |alpha_i| over the node's candidates, with c_i the "
+        "candidate's cost (cost_metric) divided by the dearest one of its node. It moves weight from dear ops to "
+        "cheap ones, so recovery swaps them unless the training loss needs them. 0: cost-blind, as ISTA-NAS. "
+        f"null: {AUTO_COST_WEIGHT} when the search is bounded by a time budget alone (a cheaper cell trains more "
+        "steps in it), else 0; with null, a space that gives no costs is searched cost-blind.",
+    )
+    cost_metric: Literal["latency", "flops", "params"] = Field(
+        "latency",
+        description="Cost of a candidate for cost_weight: latency (a training forward and backward pass, timed "
+        "by the space at setup), flops or params.",
+    )
     distinct_edges: bool = Field(False, description="At most one op per edge in the support (DARTS genotype form).")
     probes: int = Field(
         1,
@@ -116,6 +137,9 @@ class IstaNode(nn.Module):
         self.register_buffer("frozen", torch.zeros((), dtype=torch.bool))
         self.register_buffer("folded", torch.zeros((), dtype=torch.bool))
         self.register_buffer("frozen_at", torch.full((2,), -1, dtype=torch.long))  # (epoch, step)
+        # Relative cost of every candidate (cost_weight); a buffer, so a resumed run keeps
+        # the costs timed when it started.
+        self.register_buffer("cost", torch.zeros(A.shape[1], dtype=A.dtype))
         self.adam = AdamState(self.b)
         allowed = set(allowed_ops(group))
         # Candidates that may enter the support (all but the none op), for probing.
@@ -194,10 +218,12 @@ class IstaRelaxation(ArchRelaxation):
 
     bilevel = False
 
-    def __init__(self, config: IstaConfig, seed: int = 0) -> None:
+    def __init__(self, config: IstaConfig, seed: int = 0, epochs: int | None = 0) -> None:
         super().__init__()
         self.config = config
         self.seed = config.seed if config.seed is not None else seed
+        auto = AUTO_COST_WEIGHT if epochs is None else 0.0
+        self.cost_weight = config.cost_weight if config.cost_weight is not None else auto
         self.groups: list[ChoiceGroup] = []
         self.nodes = nn.ModuleList()
         self.space: Any = None
@@ -236,9 +262,56 @@ class IstaRelaxation(ArchRelaxation):
         self.nodes = nn.ModuleList(nodes)
         for node, x in zip(self.nodes, self._solve(list(self.nodes)), strict=True):
             node.set_code(x, self._support_of(node, x))
+        if self.cost_weight > 0 and self.groups:
+            self._set_costs(space)
         if (c.max_params or c.max_flops) and self.groups and getattr(space, "selection_cost", None) is None:
             log.warning("ista: max_params/max_flops are set but no space with selection_cost was given; "
                         "the limits are not enforced")
+
+    def _set_costs(self, space: Any) -> None:
+        """Stores each candidate's cost relative to the dearest allowed candidate of its node."""
+        metric = self.config.cost_metric
+        costs = space.candidate_costs(metric) if space is not None else {}
+        missing = [n.group.name for n in self.nodes if n.group.name not in costs]
+        if missing and self.config.cost_weight is None:
+            log.info("ista: the space gives no %s costs; searching cost-blind", metric)
+            self.cost_weight = 0.0
+            return
+        if missing:
+            raise UserInputError(f"relax.cost_weight: the search space gives no {metric} cost for group "
+                                 f"{missing[0]!r}; set relax.cost_weight: 0 or another relax.cost_metric")
+        for node in self.nodes:
+            cost = costs[node.group.name].reshape(-1).to(node.cost)
+            top = float(cost[node.eligible].max()) if node.eligible else 0.0
+            node.cost.copy_(cost / top if top > 0 else torch.zeros_like(cost))
+
+    def _add_cost_gradient(self) -> float:
+        """Adds the gradient of the cost penalty to every unfrozen ``b``; returns the penalty.
+
+        The penalty is the cost-weighted share of the sparse-code weights over every allowed
+        candidate, ``sum c_i |alpha_i| / sum |alpha_i|``: it moves weight from dear
+        candidates to cheap ones without shrinking the code as a whole (an L1 penalty on
+        ``alpha`` would only shrink it), and off-support candidates (``alpha_i`` is their
+        correlation with the residual) can grow into the support at the next recovery.
+        """
+        weight = self.cost_weight
+        total = 0.0
+        for node in self.nodes:
+            if node._frozen or not node.eligible:
+                continue
+            b = node.b.detach().requires_grad_(True)
+            idx = torch.as_tensor(node.eligible, dtype=torch.long, device=node.A.device)
+            magnitude = (sparse_code_weights(node.A, b, node.x, idx).square() + _SMOOTH).sqrt()
+            penalty = weight * (node.cost[idx] * magnitude).sum() / magnitude.sum()
+            (grad,) = torch.autograd.grad(penalty, b)
+            node.b.grad = grad if node.b.grad is None else node.b.grad + grad
+            total += float(penalty.detach())
+        return total
+
+    def support_cost(self) -> float:
+        """Mean relative cost of the selected candidates (0 cheapest, 1 dearest); needs costs."""
+        picked = [float(node.cost[i]) for node in self.nodes for i in node._support]
+        return sum(picked) / max(len(picked), 1)
 
     # ----------------------------------------------------------- weights
     def mixing_weights(self) -> MixingWeights:
@@ -300,13 +373,17 @@ class IstaRelaxation(ArchRelaxation):
         """
         c = self.config
         self._steps += 1
+        metrics: dict[str, float] = {}
+        if self.cost_weight > 0:
+            metrics["ista/cost_penalty"] = self._add_cost_gradient()
+            metrics["ista/support_cost"] = self.support_cost()
         for node in self.nodes:
             if node._frozen:
                 continue
             if node.b.grad is not None:
                 node.adam.step(node.b, node.b.grad, c.lr * self._lr_factor, c.betas, 1e-8, c.weight_decay)
             node.b.grad = None
-        metrics: dict[str, float] = {"ista/frozen": float(sum(n._frozen for n in self.nodes))}
+        metrics["ista/frozen"] = float(sum(n._frozen for n in self.nodes))
         if c.recover_every is not None and self._steps % c.recover_every == 0:
             events = self.recover(epoch=self._epochs, supernet=ctx.supernet)
             metrics.update({k: float(v) for k, v in events.items() if isinstance(v, (int, float))})
@@ -473,6 +550,8 @@ class IstaRelaxation(ArchRelaxation):
             "all_frozen": bool(self.nodes) and all(n._frozen for n in self.nodes),
             "folded": [n.group.name for n in self.nodes if n._folded],
             "rejections": [dict(r) for r in self._rejections],
+            "cost_weight": self.cost_weight,
+            "support_cost": self.support_cost() if self.cost_weight > 0 else None,
         }
 
     # Counters and the rejection log travel in the state_dict as plain Python data, which
@@ -492,9 +571,9 @@ class IstaRelaxation(ArchRelaxation):
         self._rejections = [dict(r) for r in state["rejections"]]
 
 
-def create_ista(config: IstaConfig, seed: int = 0) -> IstaRelaxation:
-    """ISTA-NAS one-stage: sparse code b per node, FISTA recovery, freezing, resource limits."""
-    return IstaRelaxation(config, seed=seed)
+def create_ista(config: IstaConfig, seed: int = 0, epochs: int | None = 0) -> IstaRelaxation:
+    """ISTA-NAS one-stage: sparse code b per node, FISTA recovery, freezing, resource limits, cost penalty."""
+    return IstaRelaxation(config, seed=seed, epochs=epochs)
 
 
 @hookimpl

@@ -48,7 +48,8 @@ class SoftmaxConfig(ComponentConfig):
         None, gt=0, description="Learning rate xi of the virtual step; null uses the weight optimizer's."
     )
     penalty: float = Field(0.0, ge=0, description="Weight of the resource penalty; 0 disables it.")
-    penalty_metric: Literal["params", "flops"] = "params"
+    penalty_metric: Literal["params", "flops", "latency"] = Field(
+        "params", description="Candidate cost of the penalty: params, flops or latency (timed by the space).")
     fold_weights: bool = Field(
         True, description="Selected ops keep their softmax weight as scale (else weight 1, as in DARTS' retraining)."
     )

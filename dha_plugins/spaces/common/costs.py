@@ -1,4 +1,4 @@
-"""Per-candidate parameter and FLOP costs, measured on the supernet's own modules.
+"""Per-candidate parameter, FLOP and latency costs, measured on the supernet's own modules.
 
 The input shape of every candidate is recorded with forward pre-hooks during one dense,
 batch-1, eval-mode forward pass, so a space never has to restate its shape arithmetic.
@@ -10,6 +10,8 @@ measured once.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +21,7 @@ from torch import nn
 from dha_core.costs import count_flops, count_params
 from dha_core.types import ChoiceGroup
 
-__all__ = ["CandidateRef", "measure_candidate_costs"]
+__all__ = ["COST_METRICS", "CandidateRef", "measure_candidate_costs"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class CandidateRef:
     key: tuple = ()
 
 
+COST_METRICS = ("params", "flops", "latency")
+LATENCY_BATCH = 32
+"""Batch size at which ``"latency"`` times a candidate (per-image overheads stay small)."""
+
+
 def measure_candidate_costs(
     groups: Sequence[ChoiceGroup],
     candidates: Sequence[CandidateRef],
@@ -60,8 +67,11 @@ def measure_candidate_costs(
         candidates: Every candidate module of the supernet, possibly several per
             ``(group, edge, op)``.
         run_dense: Runs one dense forward pass of the supernet that calls every candidate
-            (batch 1, eval mode, no grad); only used for ``"flops"``.
-        metric: ``"params"`` or ``"flops"``.
+            (batch 1, eval mode, no grad); only used for ``"flops"`` and ``"latency"``.
+        metric: ``"params"``, ``"flops"`` or ``"latency"`` (median seconds of one forward
+            and backward pass of the candidate in training mode, at a batch of
+            :data:`LATENCY_BATCH` images, on the module's device; a measurement, so it
+            varies a little between runs and machines).
 
     Returns:
         Group name -> float64 tensor of shape ``group.shape``.
@@ -69,8 +79,8 @@ def measure_candidate_costs(
     Raises:
         ValueError: Unknown metric.
     """
-    if metric not in ("params", "flops"):
-        raise ValueError(f"unknown cost metric {metric!r}; expected 'params' or 'flops'")
+    if metric not in COST_METRICS:
+        raise ValueError(f"unknown cost metric {metric!r}; expected one of {', '.join(COST_METRICS)}")
     costs = {g.name: torch.zeros(g.shape, dtype=torch.float64) for g in groups}
     if metric == "params":
         for c in candidates:
@@ -107,7 +117,33 @@ def measure_candidate_costs(
         key = (type(c.module).__name__, c.key, shape) if c.key else ("module", idx)
         if key not in cache:
             param = next(c.module.parameters(), None)
-            x = torch.zeros(shape, device=param.device if param is not None else None)
-            cache[key] = count_flops(c.module, x)
+            device = param.device if param is not None else None
+            if metric == "flops":
+                cache[key] = count_flops(c.module, torch.zeros(shape, device=device))
+            else:
+                cache[key] = _latency(c.module, (LATENCY_BATCH, *shape[1:]), device)
         costs[c.group][c.edge, c.op] += cache[key]
     return costs
+
+
+def _latency(module: nn.Module, shape: tuple[int, ...], device: torch.device | None, repeats: int = 5) -> float:
+    """Median seconds of a training-mode forward and backward pass (after one warm-up)."""
+    was_training = module.training
+    module.train()
+    x = torch.randn(shape, device=device, generator=None, requires_grad=True)
+    times = []
+    try:
+        for i in range(repeats + 1):
+            if device is not None and device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            out = module(x)
+            out.float().sum().backward()
+            if device is not None and device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i:
+                times.append(time.perf_counter() - start)
+    finally:
+        module.train(was_training)
+        module.zero_grad(set_to_none=True)
+    return float(statistics.median(times))

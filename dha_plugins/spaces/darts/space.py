@@ -154,8 +154,10 @@ class DartsSpace(SearchSpace):
         """Per-candidate cost, summed over every cell that shares the group.
 
         Args:
-            metric: ``"params"`` or ``"flops"`` (one image at the data's resolution;
-                convolutions and linear layers, 2 FLOPs per multiply-accumulate).
+            metric: ``"params"``, ``"flops"`` (one image at the data's resolution;
+                convolutions and linear layers, 2 FLOPs per multiply-accumulate) or
+                ``"latency"`` (seconds of a training forward and backward pass on CPU at a
+                batch of 32; pooling and depthwise convolutions cost time but few FLOPs).
 
         Returns:
             Group name -> ``(edges, ops)`` float64 tensor; ``none`` costs 0.

@@ -112,7 +112,8 @@ class MobileNetSpace(SearchSpace):
         """Per-candidate cost: group name -> ``(1, ops)`` float64 tensor (``zero`` costs 0).
 
         Args:
-            metric: ``"params"`` or ``"flops"`` (one image at ``resolution``).
+            metric: ``"params"``, ``"flops"`` (one image at ``resolution``) or ``"latency"``
+                (seconds of a forward and backward pass on CPU, see ``measure_candidate_costs``).
         """
         if metric not in self._costs:
             net = self.build_supernet().eval()

@@ -369,6 +369,104 @@ def test_params_limit_uses_the_real_space_cost() -> None:
     assert relax.report()["rejections"][0]["cost"] == space.selection_cost(relax.selection(), "params")
 
 
+# ------------------------------------------------------------------ cost penalty
+class _CostSpace:
+    """Delegates to the tiny space; candidate costs from a table (op 1 cheap, the rest dear)."""
+
+    def __init__(self, space: Any, cheap_op: int = 1) -> None:
+        self.space = space
+        self.cheap_op = cheap_op
+        self.metrics: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.space, name)
+
+    def candidate_costs(self, metric: str = "params") -> dict[str, torch.Tensor]:
+        self.metrics.append(metric)
+        out = {}
+        for g in self.space.choice_groups():
+            cost = torch.full(g.shape, 4.0, dtype=torch.float64)
+            cost[:, self.cheap_op] = 1.0
+            out[g.name] = cost
+        return out
+
+
+def test_costs_are_relative_to_the_dearest_candidate_and_carried_by_the_state() -> None:
+    space = _CostSpace(_tiny())
+    relax = _ista(space, cost_weight=0.1, cost_metric="flops")
+    assert space.metrics == ["flops"]
+    ops = len(relax.nodes[0].group.ops)
+    for node in relax.nodes:
+        cost = node.cost.view(-1, ops)
+        assert torch.all(cost[:, 1] == 0.25) and float(node.cost[node.eligible].max()) == 1.0
+    assert any(k.endswith(".cost") for k in relax.state_dict())
+    assert 0.25 <= relax.support_cost() <= 1.0 and relax.report()["support_cost"] == relax.support_cost()
+
+
+def test_cost_penalty_gradient_matches_finite_differences() -> None:
+    space = _CostSpace(_tiny())
+    relax = _ista(space, cost_weight=0.3)
+    relax.double()
+    node = relax.nodes[0]
+
+    def penalty(b: torch.Tensor) -> torch.Tensor:  # the documented formula, written out independently
+        idx = torch.tensor(node.eligible)
+        a, x, cost = node.A[:, idx], node.x[idx], node.cost[idx]
+        alpha = a.T @ b - (a.T @ a - torch.eye(len(idx), dtype=b.dtype)) @ x
+        magnitude = (alpha**2 + 1e-8).sqrt()
+        return 0.3 * (cost * magnitude).sum() / magnitude.sum()
+
+    for n in relax.nodes:
+        n.b.grad = None
+    relax._add_cost_gradient()
+    b0, eps = node.b.detach().clone(), 1e-6
+    fd = torch.stack([(penalty(b0 + eps * e) - penalty(b0 - eps * e)) / (2 * eps)
+                      for e in torch.eye(b0.numel(), dtype=b0.dtype)])
+    torch.testing.assert_close(node.b.grad, fd, rtol=1e-5, atol=1e-8)
+
+
+def test_cost_penalty_moves_the_support_to_cheap_ops() -> None:
+    """With no training signal, the penalty alone swaps dear candidates for the cheap one
+    (across seeds); cost-blind (weight 0) leaves every support where it started."""
+    def run(weight: float, seed: int) -> tuple[float, float]:
+        relax = _ista(_CostSpace(_tiny(channels=2)), cost_weight=weight, init_std=0.5, lr=0.05, recover_every=5,
+                      freeze_tol=None, seed=seed)
+        relax._set_costs(_CostSpace(_tiny(channels=2)))  # the same table scores the cost-blind run
+        start = relax.support_cost()
+        for _ in range(400):
+            relax.arch_step(_ctx())
+        return start, relax.support_cost()
+
+    aware = [run(0.1, seed) for seed in range(5)]
+    assert all(end <= 0.5 for _, end in aware)  # at most half the picks dear (all dear cost 1.0)
+    assert sum(end == 0.25 for _, end in aware) >= 3  # every pick cheap in most seeds
+    assert sum(start > 0.5 for start, _ in aware) >= 3  # the random start was dear
+    assert all(start == end for start, end in (run(0.0, seed) for seed in range(5)))
+
+
+def test_cost_weight_default_follows_the_budget() -> None:
+    """null: the penalty is on for a time-budgeted search (epochs None) and off otherwise;
+    a space without costs then searches cost-blind instead of failing."""
+    space = _CostSpace(_tiny())
+    budgeted = IstaRelaxation(IstaConfig(**MECHANICS), epochs=None)
+    budgeted.setup(space.choice_groups(), space)
+    assert budgeted.cost_weight == 0.1 and space.metrics == ["latency"]
+    assert budgeted.report()["cost_weight"] == 0.1
+    counted = IstaRelaxation(IstaConfig(**MECHANICS), epochs=5)
+    counted.setup(space.choice_groups(), space)
+    assert counted.cost_weight == 0.0 and "ista/cost_penalty" not in counted.arch_step(_ctx())
+    explicit = IstaRelaxation(IstaConfig(**MECHANICS, cost_weight=0.0), epochs=None)
+    assert explicit.cost_weight == 0.0
+    plain = IstaRelaxation(IstaConfig(**MECHANICS), epochs=None)
+    plain.setup(_tiny().choice_groups(), _tiny())  # the tiny space gives no costs
+    assert plain.cost_weight == 0.0 and "ista/cost_penalty" not in plain.arch_step(_ctx())
+
+
+def test_cost_weight_needs_the_space_to_give_costs() -> None:
+    with pytest.raises(UserInputError, match="relax.cost_weight"):
+        _ista(_tiny(), cost_weight=0.1)  # the tiny space gives no candidate costs
+
+
 # ------------------------------------------------------------------ state
 def test_state_dict_round_trip_with_frozen_and_folded_nodes() -> None:
     space = _tiny()

@@ -214,6 +214,24 @@ def test_candidate_costs_match_hand_counts() -> None:
         assert (metric["reduce/node0"][:, DARTS_OPS.index("skip_connect")] > 0).all()  # FactorizedReduce
 
 
+def test_candidate_latency_orders_the_ops_by_their_work() -> None:
+    """Timed costs (noisy, so only orderings with a wide margin): the identity is nearly
+    free, a 5x5 separable convolution (two stacked depthwise 5x5 + pointwise blocks) costs
+    more than a 3x3 one, and ``none`` costs nothing."""
+    torch.set_num_threads(1)
+    s = space(DataSpec(num_classes=4, channels=3, image_size=16), C=8, layers=3)
+    latency = s.candidate_costs("latency")
+    assert set(latency) == {g.name for g in s.choice_groups()}
+    cost = latency["normal/node0"]
+    op = DARTS_OPS.index
+    assert tuple(cost.shape) == s.choice_groups()[0].shape and (cost[:, op("none")] == 0).all()
+    assert (cost[:, op("skip_connect")] * 5 < cost[:, op("sep_conv_3x3")]).all()
+    assert (cost[:, op("sep_conv_3x3")] < cost[:, op("sep_conv_5x5")] * 1.5).all()
+    assert s.candidate_costs("latency") is not latency  # a copy: callers may scale it
+    with pytest.raises(ValueError, match="latency"):
+        s.candidate_costs("watts")
+
+
 def test_drop_path() -> None:
     s = space(DataSpec(num_classes=4, channels=3, image_size=8))
     net = s.build_supernet()
