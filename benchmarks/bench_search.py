@@ -181,9 +181,10 @@ def rows_from_runs(folder: Path) -> list[dict[str, Any]]:
 
 
 def added_rows(rows: list[dict[str, Any]], earlier: list[dict[str, Any]], source: Path) -> list[dict[str, Any]]:
-    """The runs of an earlier result whose (method, seed) ``rows`` lacks, marked with ``source``."""
+    """The runs of an earlier result whose (method, seed) ``rows`` lacks, marked with ``source``
+    (a run that result had itself taken from another keeps that first source)."""
     have = {(r["method"], r["seed"]) for r in rows}
-    return [{**r, "source": str(source)} for r in earlier if (r["method"], r["seed"]) not in have]
+    return [{**r, "source": r.get("source", str(source))} for r in earlier if (r["method"], r["seed"]) not in have]
 
 
 def _ms(values: list[float]) -> tuple[float, float]:
