@@ -11,6 +11,7 @@ from torch import nn
 import dha_core
 from dha_core.bn_recalibration import recalibrate_batchnorm
 from dha_core.evaluate import evaluate
+from dha_core.results import SearchResult
 from tests.conftest import tiny_raw_config
 
 CPU = torch.device("cpu")
@@ -108,12 +109,16 @@ def test_recovers_accuracy_lost_to_stale_statistics() -> None:
     assert recalibrated >= trained - 0.02
 
 
-def test_run_reports_before_and_after_and_exports_the_recalibrated_model(tmp_path: Path) -> None:
+def _fit(tmp_path: Path, batches: int) -> SearchResult:
+    """A tiny search with ``train.bn_recalibration_batches=batches``, written to runs/r."""
     raw = tiny_raw_config(tmp_path / "runs")
-    raw["train"]["bn_recalibration_batches"] = 3
-    raw["output"] = {"dir": str(tmp_path / "runs"), "name": "r"}
-    result = dha_core.build(**{k: raw[k] for k in ("space", "relax", "aug", "hpo")}, dataset=raw["data"],
-                            train=raw["train"], output=raw["output"]).fit()
+    raw["train"]["bn_recalibration_batches"] = batches
+    return dha_core.build(**{k: raw[k] for k in ("space", "relax", "aug", "hpo")}, dataset=raw["data"],
+                          train=raw["train"], output={"dir": str(tmp_path / "runs"), "name": "r"}).fit()
+
+
+def test_run_reports_before_and_after_and_exports_the_recalibrated_model(tmp_path: Path) -> None:
+    result = _fit(tmp_path, 3)
     summary = json.loads((tmp_path / "runs" / "r" / "summary.json").read_text())
     report = summary["bn_recalibration"]
     assert report["batches"] == 3 and report["images"] == 3 * 16
@@ -125,9 +130,4 @@ def test_run_reports_before_and_after_and_exports_the_recalibrated_model(tmp_pat
 
 
 def test_off_reports_none(tmp_path: Path) -> None:
-    raw = tiny_raw_config(tmp_path / "runs")
-    raw["train"]["bn_recalibration_batches"] = 0
-    raw["output"] = {"dir": str(tmp_path / "runs"), "name": "r"}
-    result = dha_core.build(**{k: raw[k] for k in ("space", "relax", "aug", "hpo")}, dataset=raw["data"],
-                            train=raw["train"], output=raw["output"]).fit()
-    assert result.summary["bn_recalibration"] is None
+    assert _fit(tmp_path, 0).summary["bn_recalibration"] is None
