@@ -158,3 +158,15 @@ def test_config_validation() -> None:
         MobileNetSpaceConfig(kernel_sizes=(4,))
     with pytest.raises(ValidationError):
         MobileNetSpaceConfig(strides=(3, 1, 1, 1, 1, 1))
+
+
+def test_candidate_latency_orders_the_blocks_by_their_work() -> None:
+    """Timed costs (noisy, so only an ordering with a wide margin: about 2x here)."""
+    torch.set_num_threads(1)
+    s = MobileNetSpace(MobileNetSpaceConfig(**NARROW), CIFAR)
+    latency = s.candidate_costs("latency")
+    assert set(latency) == {g.name for g in s.choice_groups()}
+    g = s.choice_groups()[2]
+    cost = latency[g.name]
+    assert tuple(cost.shape) == g.shape and (cost > 0).all()
+    assert cost[0, g.ops.index("mbconv_k3_e2")] < cost[0, g.ops.index("mbconv_k5_e3")]
