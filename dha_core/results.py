@@ -120,7 +120,6 @@ class ResultWriter:
         batches = shuffled_batches(dataset, train.batch_size, train.seed + StreamOffset.BN_RECALIBRATION,
                                    train.workers)
         used = recalibrate_batchnorm(model, batches, self.builder.device, train.bn_recalibration_batches)
-        model.eval()
         return {"batches": used, "images": used * min(train.batch_size, len(dataset)),
                 "test_acc_before": before.get("test"), "val_acc_before": before.get("val")}
 

@@ -144,6 +144,8 @@ class IstaNode(nn.Module):
         allowed = set(allowed_ops(group))
         # Candidates that may enter the support (all but the none op), for probing.
         self.eligible: list[int] = [i for i in range(A.shape[1]) if i % len(group.ops) in allowed]
+        # The same as an index tensor that follows the node's device (not checkpointed).
+        self.register_buffer("eligible_idx", torch.as_tensor(self.eligible, dtype=torch.long), persistent=False)
         # Python mirrors of the small buffers: read every step, and reading a buffer
         # would synchronise an accelerator.
         self._support: list[int] = list(range(sparsity))
@@ -295,23 +297,24 @@ class IstaRelaxation(ArchRelaxation):
         correlation with the residual) can grow into the support at the next recovery.
         """
         weight = self.cost_weight
-        total = 0.0
+        penalties = []
         for node in self.nodes:
             if node._frozen or not node.eligible:
                 continue
             b = node.b.detach().requires_grad_(True)
-            idx = torch.as_tensor(node.eligible, dtype=torch.long, device=node.A.device)
+            idx = node.eligible_idx
             magnitude = (sparse_code_weights(node.A, b, node.x, idx).square() + _SMOOTH).sqrt()
             penalty = weight * (node.cost[idx] * magnitude).sum() / magnitude.sum()
             (grad,) = torch.autograd.grad(penalty, b)
             node.b.grad = grad if node.b.grad is None else node.b.grad + grad
-            total += float(penalty.detach())
-        return total
+            penalties.append(penalty.detach())
+        return float(torch.stack(penalties).sum()) if penalties else 0.0  # one device sync per step
 
     def support_cost(self) -> float:
         """Mean relative cost of the selected candidates (0 cheapest, 1 dearest); needs costs."""
-        picked = [float(node.cost[i]) for node in self.nodes for i in node._support]
-        return sum(picked) / max(len(picked), 1)
+        if not self.nodes:
+            return 0.0
+        return float(torch.cat([node.cost[node.support] for node in self.nodes]).mean())  # one device sync
 
     # ----------------------------------------------------------- weights
     def mixing_weights(self) -> MixingWeights:
