@@ -130,7 +130,10 @@ def _latency(module: nn.Module, shape: tuple[int, ...], device: torch.device | N
     """Median seconds of a training-mode forward and backward pass (after one warm-up)."""
     was_training = module.training
     module.train()
-    x = torch.zeros(shape, device=device, requires_grad=True)  # the values do not change the time; no RNG draw
+    # Random values, not zeros: on zeros max pooling and ReLU'd convolutions run up to 1.5x
+    # faster on CPU, which under-costs them. A private generator leaves the run's RNG alone.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen).to(device).requires_grad_()
     times = []
     try:
         for i in range(repeats + 1):
