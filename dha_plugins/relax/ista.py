@@ -18,14 +18,15 @@ takes the top-``s`` entries as the new support. A node whose ``x`` moved by at m
 ``freeze_tol`` freezes: its ``b`` stops, its weights are fixed, and, when the supernet
 implements ``fold_group``, they are folded into the network (the node then mixes with unit
 weights). A recovered architecture that exceeds ``max_params`` / ``max_flops`` is rejected
-and the previous one is kept.
+and the previous one is kept. ``op_caps`` bounds how many supports of a cell may hold an
+op (P-DARTS' skip cap; off by default).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Collection, Sequence
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -103,6 +104,14 @@ class IstaConfig(ComponentConfig):
         "by the space at setup), flops or params.",
     )
     distinct_edges: bool = Field(False, description="At most one op per edge in the support (DARTS genotype form).")
+    op_caps: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="At most this many supports of a cell may hold the named op, e.g. {skip_connect: 2} as P-DARTS "
+        "caps skip connections; a cell is the groups that share a name up to the last '/' (normal/node0..3). Over "
+        "a cap, the op entries with the smallest |x| give way to their node's next-best candidate; ops a space does "
+        "not have are ignored. Default {}: no caps (ISTA-NAS); the P-DARTS cap showed no gain at 480 s on the CPU "
+        "benchmark (docs/relaxations.md, \"Op caps\").",
+    )
     probes: int = Field(
         1,
         ge=0,
@@ -262,8 +271,10 @@ class IstaRelaxation(ArchRelaxation):
             b = c.init_std * torch.randn(c.code_dim, generator=gen)
             nodes.append(IstaNode(g, A, b, s))
         self.nodes = nn.ModuleList(nodes)
-        for node, x in zip(self.nodes, self._solve(list(self.nodes)), strict=True):
-            node.set_code(x, self._support_of(node, x))
+        xs = dict(zip((n.group.name for n in self.nodes), self._solve(list(self.nodes)), strict=True))
+        supports = self._capped_supports(list(self.nodes), xs, {})
+        for node in self.nodes:
+            node.set_code(xs[node.group.name], supports[node.group.name])
         if self.cost_weight > 0 and self.groups:
             self._set_costs(space)
         if (c.max_params or c.max_flops) and self.groups and getattr(space, "selection_cost", None) is None:
@@ -428,8 +439,8 @@ class IstaRelaxation(ArchRelaxation):
         active = [n for n in self.nodes if not n._frozen]
         for node, x in zip(active, self._solve(active), strict=True):
             xs[node.group.name] = x
-            supports[node.group.name] = self._support_of(node, x)
             dists[node.group.name] = float((x - node.x).norm())
+        supports.update(self._capped_supports(active, xs, supports))
         events: dict[str, Any] = {"ista/rejected": 0, "ista/max_dist": max(dists.values(), default=0.0)}
         violation = self._violation(self._selection_of(supports, xs))
         if violation is not None:
@@ -482,8 +493,59 @@ class IstaRelaxation(ArchRelaxation):
             log.warning("ista: FISTA did not converge in %d iterations; using the last iterate", res.iterations)
         return [res.x[i, : node.x.numel()].to(node.x) for i, node in enumerate(nodes)]
 
-    def _support_of(self, node: IstaNode, x: torch.Tensor) -> list[int]:
-        return top_s_support(x, node.sparsity, len(node.group.ops), allowed_ops(node.group), self.config.distinct_edges)
+    def _support_of(self, node: IstaNode, x: torch.Tensor, excluded: Collection[int] = ()) -> list[int]:
+        return top_s_support(x, node.sparsity, len(node.group.ops), allowed_ops(node.group), self.config.distinct_edges,
+                             excluded)
+
+    def _capped_supports(
+        self, active: Sequence[IstaNode], xs: dict[str, torch.Tensor], fixed: dict[str, list[int]]
+    ) -> dict[str, list[int]]:
+        """The top-``s`` supports of ``active`` nodes, within ``op_caps`` per cell.
+
+        While a cell holds more of a capped op than its cap, the entry of that op with the
+        smallest ``|x|`` among the active nodes is excluded and its node's support is taken
+        again. Supports of the other nodes (``fixed``: frozen ones) count but do not change.
+
+        Args:
+            active: Nodes whose support is chosen now.
+            xs: Group name -> recovered ``x``.
+            fixed: Group name -> support of nodes that are not active.
+
+        Returns:
+            Group name -> support, for the active nodes.
+        """
+        excluded: dict[str, set[int]] = {n.group.name: set() for n in active}
+        out = {n.group.name: self._support_of(n, xs[n.group.name]) for n in active}
+        caps = self.config.op_caps
+        if not caps:
+            return out
+        by_name = {n.group.name: n for n in self.nodes}
+        stuck: set[tuple[str, int]] = set()
+        cells: dict[str, list[str]] = {}
+        for name in by_name:
+            cells.setdefault(name.rpartition("/")[0], []).append(name)
+        for op, cap in caps.items():
+            for members in cells.values():
+                while True:
+                    held = []  # (|x|, group, flat index) of the op in the cell's supports
+                    for name in members:
+                        g = by_name[name].group
+                        if op not in g.ops:
+                            continue
+                        support = out.get(name, fixed.get(name, by_name[name]._support))
+                        held += [(abs(float(xs[name][i])), name, i) for i in support if g.ops[i % len(g.ops)] == op]
+                    movable = [h for h in held if h[1] in out and (h[1], h[2]) not in stuck]
+                    if len(held) <= cap or not movable:
+                        break
+                    _, name, i = min(movable, key=lambda h: (h[0], h[1], h[2]))
+                    node = by_name[name]
+                    support = self._support_of(node, xs[name], excluded[name] | {i})
+                    if len(support) < node.sparsity:  # no other candidate can take its place
+                        stuck.add((name, i))
+                        continue
+                    excluded[name].add(i)
+                    out[name] = support
+        return out
 
     def _violation(self, selection: Selection) -> dict[str, Any] | None:
         c = self.config

@@ -14,7 +14,7 @@ loss's gradient through an ``s x m`` matrix and only ``s`` candidates are comput
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 
@@ -68,6 +68,7 @@ def top_s_support(
     num_ops: int,
     allowed_ops: Sequence[int] | None = None,
     distinct_edges: bool = False,
+    excluded: Collection[int] = (),
 ) -> list[int]:
     """Indices of the ``s`` largest ``|x|`` entries, sorted ascending.
 
@@ -82,13 +83,15 @@ def top_s_support(
             ``None`` allows all.
         distinct_edges: At most one op per edge, as in a DARTS genotype, when the group
             has at least ``s`` edges.
+        excluded: Flat indices that may not enter the support (e.g. ops over a cap).
 
     Returns:
         The support, as a sorted list of flat indices.
     """
     values = x.tolist() if isinstance(x, torch.Tensor) else list(x)
     allowed = set(range(num_ops) if allowed_ops is None else allowed_ops)
-    eligible = [i for i in range(len(values)) if i % num_ops in allowed]
+    banned = set(excluded)
+    eligible = [i for i in range(len(values)) if i % num_ops in allowed and i not in banned]
     order = sorted(eligible, key=lambda i: (-abs(values[i]), i))
     edges = len(values) // num_ops
     if not distinct_edges or edges < s:

@@ -55,6 +55,8 @@ BAD_INPUTS: list[tuple[str, list[str]]] = [
      ["relax.cost_weight", "gives no latency cost"]),
     ("search -c {cfg} --set relax.name=ista --set relax.cost_weight=-1", ["relax.cost_weight", "greater than or equal to 0"]),
     ("search -c {cfg} --set relax.name=ista --set relax.cost_metric=watts", ["relax.cost_metric"]),
+    ("search -c {cfg} --set relax.name=ista --set relax.op_caps.skip_connect=-1",
+     ["relax.op_caps.skip_connect", "greater than or equal to 0"]),
     ("search -c {cfg} --set train.bn_recalibration_batches=-1", ["train.bn_recalibration_batches", "greater than or equal to 0"]),
     ("search -c {cfg} --set data.name=", ["unknown dataset ''", "available:"]),
     ("search -c {cfg} --set version=2", ["version"]),

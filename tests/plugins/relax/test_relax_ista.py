@@ -30,8 +30,8 @@ def _tiny(**cfg: Any) -> Any:
 
 
 # The mechanics below are tested without the search schedule: recovery at epoch ends only,
-# no probes, constant step size (each has its own tests).
-MECHANICS = {"recover_every": None, "probes": 0, "lr_decay": "none", "init_std": 1.0, "lr": 3e-4}
+# no probes, constant step size, no op caps (each has its own tests).
+MECHANICS = {"recover_every": None, "probes": 0, "lr_decay": "none", "init_std": 1.0, "lr": 3e-4, "op_caps": {}}
 
 
 def _ista(space: Any, **cfg: Any) -> IstaRelaxation:
@@ -583,3 +583,64 @@ def test_cosine_step_size_reaches_zero_at_the_end_of_the_search() -> None:
         n.b.grad = torch.ones_like(n.b)
     relax.arch_step(_ctx())
     assert not torch.allclose(relax.nodes[0].b, before[0])
+
+
+def _with_codes(relax: IstaRelaxation, monkeypatch: pytest.MonkeyPatch, codes: dict[str, list[float]]) -> None:
+    """Makes recovery return ``codes`` instead of solving the LASSO."""
+    monkeypatch.setattr(relax, "_solve", lambda nodes: [torch.tensor(codes[n.group.name]) for n in nodes])
+
+
+# Tiny cell: node0 has one edge, node1 two; ops (none, skip_connect, conv_3x3, avg_pool_3x3).
+# skip_connect has the largest |x| everywhere: node0 picks it, node1's top two are both skips.
+SKIP_HEAVY = {"cell/node0": [0.0, 0.9, 0.5, 0.1], "cell/node1": [0.0, 0.8, 0.3, 0.0, 0.0, 0.7, 0.2, 0.6]}
+
+
+@pytest.mark.parametrize(("cap", "node0", "node1"), [(None, [1], [1, 5]), (2, [1], [1, 7]), (1, [1], [2, 7]),
+                                                      (0, [2], [2, 7])])
+def test_op_caps_drop_the_weakest_capped_entries_of_a_cell(
+    monkeypatch: pytest.MonkeyPatch, cap: int | None, node0: list[int], node1: list[int]
+) -> None:
+    relax = _ista(_tiny(), op_caps={} if cap is None else {"skip_connect": cap})
+    _with_codes(relax, monkeypatch, SKIP_HEAVY)
+    relax.recover()
+    assert [n._support for n in relax.nodes] == [node0, node1]
+    skips = sum(s.op == 1 for pairs in relax.selection().values() for s in pairs)
+    assert skips == (3 if cap is None else min(cap, 3))
+
+
+def test_op_caps_count_frozen_nodes_without_changing_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    relax = _ista(_tiny(), op_caps={"skip_connect": 1})
+    node0, node1 = relax.nodes
+    node0.set_code(torch.tensor(SKIP_HEAVY["cell/node0"]), [1])
+    node0.freeze(0, 0)
+    _with_codes(relax, monkeypatch, SKIP_HEAVY)
+    relax.recover()
+    assert node0._support == [1] and node1._support == [2, 7]  # node0's frozen skip uses the cap up
+
+
+def test_op_caps_keep_an_op_no_other_candidate_can_replace(monkeypatch: pytest.MonkeyPatch) -> None:
+    relax = _ista(_tiny(ops=("none", "skip_connect")), op_caps={"skip_connect": 0})
+    _with_codes(relax, monkeypatch, {"cell/node0": [0.0, 0.4], "cell/node1": [0.0, 0.3, 0.0, 0.2]})
+    relax.recover()
+    assert [n._support for n in relax.nodes] == [[1], [1, 3]]  # only skips are eligible: kept, no loop
+
+
+def test_op_caps_apply_per_cell_and_to_the_initial_support(monkeypatch: pytest.MonkeyPatch) -> None:
+    ops = ("none", "skip_connect", "conv")
+    groups = [ChoiceGroup(f"{cell}/node{k}", (f"{cell}/node{k}/in",), ops, keep=1, none_op="none")
+              for cell in ("normal", "reduce") for k in range(3)]
+    codes = {g.name: [0.0, 0.5 + 0.1 * k, 0.2] for k, g in enumerate(groups)}
+    monkeypatch.setattr(IstaRelaxation, "_solve",
+                        lambda self, nodes: [torch.tensor(codes[n.group.name]) for n in nodes])
+    relax = IstaRelaxation(IstaConfig(**{**MECHANICS, "op_caps": {"skip_connect": 1, "not_an_op": 0}}))
+    relax.setup(groups)
+    picks = {n.group.name: n._support for n in relax.nodes}
+    # Each cell keeps its strongest skip (node2); the other nodes fall back to conv.
+    assert picks == {"normal/node0": [2], "normal/node1": [2], "normal/node2": [1],
+                     "reduce/node0": [2], "reduce/node1": [2], "reduce/node2": [1]}
+
+
+def test_op_caps_are_off_by_default_and_validated() -> None:
+    assert IstaConfig().op_caps == {}
+    with pytest.raises(ValueError, match="op_caps"):
+        IstaConfig(op_caps={"skip_connect": -1})

@@ -58,6 +58,9 @@ def test_top_s_support_excludes_disallowed_ops_and_caps_s() -> None:
     x = [5.0, 0.1, 0.2, 4.0, 0.3, 0.4]  # 2 edges x 3 ops, op 0 is "none"
     assert top_s_support(x, 2, num_ops=3, allowed_ops=[1, 2]) == [4, 5]
     assert top_s_support(x, 10, num_ops=3, allowed_ops=[1, 2]) == [1, 2, 4, 5]
+    # Excluded entries (op caps) never enter, even when s exceeds what is left.
+    assert top_s_support(x, 2, num_ops=3, allowed_ops=[1, 2], excluded={5}) == [2, 4]
+    assert top_s_support(x, 10, num_ops=3, excluded=[0, 3]) == [1, 2, 4, 5]
 
 
 def test_top_s_support_distinct_edges() -> None:
