@@ -272,7 +272,7 @@ class IstaRelaxation(ArchRelaxation):
             nodes.append(IstaNode(g, A, b, s))
         self.nodes = nn.ModuleList(nodes)
         xs = dict(zip((n.group.name for n in self.nodes), self._solve(list(self.nodes)), strict=True))
-        supports = self._capped_supports(list(self.nodes), xs, {})
+        supports = self._capped_supports(list(self.nodes), xs)
         for node in self.nodes:
             node.set_code(xs[node.group.name], supports[node.group.name])
         if self.cost_weight > 0 and self.groups:
@@ -440,7 +440,7 @@ class IstaRelaxation(ArchRelaxation):
         for node, x in zip(active, self._solve(active), strict=True):
             xs[node.group.name] = x
             dists[node.group.name] = float((x - node.x).norm())
-        supports.update(self._capped_supports(active, xs, supports))
+        supports.update(self._capped_supports(active, xs))
         events: dict[str, Any] = {"ista/rejected": 0, "ista/max_dist": max(dists.values(), default=0.0)}
         violation = self._violation(self._selection_of(supports, xs))
         if violation is not None:
@@ -497,55 +497,53 @@ class IstaRelaxation(ArchRelaxation):
         return top_s_support(x, node.sparsity, len(node.group.ops), allowed_ops(node.group), self.config.distinct_edges,
                              excluded)
 
-    def _capped_supports(
-        self, active: Sequence[IstaNode], xs: dict[str, torch.Tensor], fixed: dict[str, list[int]]
-    ) -> dict[str, list[int]]:
+    def _capped_supports(self, active: Sequence[IstaNode], xs: dict[str, torch.Tensor]) -> dict[str, list[int]]:
         """The top-``s`` supports of ``active`` nodes, within ``op_caps`` per cell.
 
         While a cell holds more of a capped op than its cap, the entry of that op with the
         smallest ``|x|`` among the active nodes is excluded and its node's support is taken
-        again. Supports of the other nodes (``fixed``: frozen ones) count but do not change.
+        again. The other (frozen) nodes' supports count but do not change.
 
         Args:
             active: Nodes whose support is chosen now.
-            xs: Group name -> recovered ``x``.
-            fixed: Group name -> support of nodes that are not active.
+            xs: Group name -> ``x`` of every node (just recovered for the active ones).
 
         Returns:
             Group name -> support, for the active nodes.
         """
-        excluded: dict[str, set[int]] = {n.group.name: set() for n in active}
         out = {n.group.name: self._support_of(n, xs[n.group.name]) for n in active}
-        caps = self.config.op_caps
-        if not caps:
+        if not self.config.op_caps:
             return out
-        by_name = {n.group.name: n for n in self.nodes}
-        stuck: set[tuple[str, int]] = set()
-        cells: dict[str, list[str]] = {}
-        for name in by_name:
-            cells.setdefault(name.rpartition("/")[0], []).append(name)
-        for op, cap in caps.items():
+        cells: dict[str, list[IstaNode]] = {}
+        for node in self.nodes:
+            cells.setdefault(node.group.name.rpartition("/")[0], []).append(node)
+        excluded: dict[str, set[int]] = {name: set() for name in out}
+        for op, cap in self.config.op_caps.items():
             for members in cells.values():
-                while True:
-                    held = []  # (|x|, group, flat index) of the op in the cell's supports
-                    for name in members:
-                        g = by_name[name].group
-                        if op not in g.ops:
-                            continue
-                        support = out.get(name, fixed.get(name, by_name[name]._support))
-                        held += [(abs(float(xs[name][i])), name, i) for i in support if g.ops[i % len(g.ops)] == op]
-                    movable = [h for h in held if h[1] in out and (h[1], h[2]) not in stuck]
-                    if len(held) <= cap or not movable:
-                        break
-                    _, name, i = min(movable, key=lambda h: (h[0], h[1], h[2]))
-                    node = by_name[name]
-                    support = self._support_of(node, xs[name], excluded[name] | {i})
-                    if len(support) < node.sparsity:  # no other candidate can take its place
-                        stuck.add((name, i))
-                        continue
-                    excluded[name].add(i)
-                    out[name] = support
+                self._cap_cell(op, cap, members, xs, out, excluded)
         return out
+
+    def _cap_cell(self, op: str, cap: int, members: Sequence[IstaNode], xs: dict[str, torch.Tensor],
+                  out: dict[str, list[int]], excluded: dict[str, set[int]]) -> None:
+        """Evicts ``op`` from the active supports in ``out`` of one cell until it holds ``cap``."""
+        stuck: set[tuple[str, int]] = set()
+        while True:
+            held = []  # (|x|, group, flat index) of the op in the cell's supports
+            for node in members:
+                name, ops = node.group.name, node.group.ops
+                support = out.get(name, node._support)
+                held += [(abs(float(xs[name][i])), name, i) for i in support if ops[i % len(ops)] == op]
+            movable = [h for h in held if h[1] in out and (h[1], h[2]) not in stuck]
+            if len(held) <= cap or not movable:
+                return
+            _, name, i = min(movable)
+            node = next(n for n in members if n.group.name == name)
+            support = self._support_of(node, xs[name], excluded[name] | {i})
+            if len(support) < node.sparsity:  # no other candidate can take its place
+                stuck.add((name, i))
+                continue
+            excluded[name].add(i)
+            out[name] = support
 
     def _violation(self, selection: Selection) -> dict[str, Any] | None:
         c = self.config
