@@ -21,6 +21,11 @@ rounded to whole epochs:
 * ``fixed_darts_v2``: the published DARTS_V2 cell (``relax=fixed``, C=16, 8 cells) trained
   for ``B`` with ``standard`` augmentation and cosine SGD: what a user gets without search.
 
+Next to each run the script records how fast the machine ran: a fixed-work probe (one
+training step of the DARTS_V2 row's network on in-memory data, ``machine_speed.py``)
+before and after the run, and the CPU share the hypervisor stole during it. A shared
+machine's speed drifts over hours, and a time-budgeted run's accuracy follows it.
+
 Usage::
 
     python benchmarks/bench_search.py [--quick] [--budget 480] [--seeds 2] [--json docs/results/search.json]
@@ -50,6 +55,7 @@ from dha_core.searcher import Searcher
 # imports however the script is started (``python benchmarks/...``, ``runpy``, ``-m``).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit  # noqa: E402
+from machine_speed import CpuSteal, reference_step_s  # noqa: E402
 
 SHARED_TAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
@@ -136,12 +142,46 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 raw = method_config(method, args, data_root, seed, runs_dir)
                 raw, _ = apply_overrides(raw, method_overrides(method, args.set))
                 raw["output"]["name"] = f"{method}-seed{seed}"
-                summary = Searcher(resolve_config(raw)).fit().summary
-                row = summary_row(method, seed, summary, raw)
+                config = resolve_config(raw)
+                speed = MachineSpeed(args)
+                summary = Searcher(config).fit().summary
+                speed.finish(Path(config.output.dir) / config.output.name)
+                row = summary_row(method, seed, summary, raw) | speed.record
                 rows.append(row)
                 print(f"{method} seed {seed}: test acc {100 * row['test_acc']:.2f}%, steps {row['steps']}, "
                       f"train {row['train_s']:.0f}s of {args.budget:.0f}s", flush=True)
     return aggregate(rows, args)
+
+
+class MachineSpeed:
+    """The machine's speed around one run: the fixed-work probe before and after it
+    (:func:`machine_speed.reference_step_s` on the DARTS_V2 row's network and batch) and
+    the CPU share stolen by the hypervisor during it. Written next to the run as
+    ``machine_speed.json``, so ``--from-runs`` finds it again."""
+
+    FILE = "machine_speed.json"
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.record: dict[str, Any] = {"probe_step_s_before": self._probe()}
+        self._steal = CpuSteal()
+
+    def _probe(self) -> float | None:
+        a = self.args
+        if a.probe_steps == 0:
+            return None
+        return reference_step_s(a.probe_steps, warmup=2, C=a.fixed_C, layers=a.fixed_layers, batch=a.batch)
+
+    def finish(self, run_dir: Path) -> None:
+        self.record["cpu_steal"] = self._steal.fraction()
+        self.record["probe_step_s_after"] = self._probe()
+        (run_dir / self.FILE).write_text(json.dumps(self.record, indent=2) + "\n")
+
+
+def probe_step_s(row: dict[str, Any]) -> float | None:
+    """The mean of a run's probes before and after it, or ``None`` if it was not probed."""
+    probes = [row[k] for k in ("probe_step_s_before", "probe_step_s_after") if row.get(k) is not None]
+    return statistics.fmean(probes) if probes else None
 
 
 def summary_row(method: str, seed: int, summary: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +216,9 @@ def rows_from_runs(folder: Path) -> list[dict[str, Any]]:
         method, _, seed = summary_path.parent.name.rpartition("-seed")
         raw = yaml.safe_load((summary_path.parent / "config.yaml").read_text())
         summary = json.loads(summary_path.read_text())
-        rows.append(summary_row(method, int(seed), summary, raw))
+        speed_path = summary_path.parent / MachineSpeed.FILE
+        speed = json.loads(speed_path.read_text()) if speed_path.is_file() else {}
+        rows.append(summary_row(method, int(seed), summary, raw) | speed)
     return rows
 
 
@@ -197,6 +239,7 @@ def aggregate(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
         mine = [r for r in rows if r["method"] == method]
         acc_m, acc_s = _ms([r["test_acc"] for r in mine])
         entropies = [r["policy_entropy"] for r in mine if r.get("policy_entropy") is not None]
+        probes = [p for p in map(probe_step_s, mine) if p is not None]
         table[method] = {
             "test_acc_mean": acc_m, "test_acc_std": acc_s, "wall_s_mean": _ms([r["wall_s"] for r in mine])[0],
             "train_s_mean": _ms([r["train_s"] for r in mine])[0],
@@ -208,6 +251,7 @@ def aggregate(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
             "policy_entropy_mean": _ms(entropies)[0] if entropies else None,
             "arch_changed_mean": _ms([float(r["arch_changed_groups"]) for r in mine
                                       if r.get("arch_changed_groups") is not None] or [math.nan])[0],
+            "probe_step_s_mean": _ms(probes)[0] if probes else None,
         }
     ratios: dict[str, float] = {}
     if "dha" in table:
@@ -247,20 +291,25 @@ def markdown(result: dict[str, Any]) -> str:
         f"(10% as val), {s['test_subset'] or 10000} test images.",
         "",
         "| method | test acc (%) | params | steps | budget used | final lr | final wd | policy entropy | "
-        "groups changed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "groups changed | probe s/step |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for method, row in result["table"].items():
         entropy = "-" if row["policy_entropy_mean"] is None else f"{row['policy_entropy_mean']:.2f}"
         changed = "-" if math.isnan(row["arch_changed_mean"]) else f"{row['arch_changed_mean']:.1f}"
         fewer = f" ({row['seeds']} seed)" if row["seeds"] < s["seeds"] else ""
+        probe = "-" if row.get("probe_step_s_mean") is None else f"{row['probe_step_s_mean']:.3f}"
         lines.append(f"| {method} | {100 * row['test_acc_mean']:.2f} ± {100 * row['test_acc_std']:.2f}{fewer} | "
                      f"{row['params_mean']:,.0f} | {row['steps_mean']:.0f} | {100 * row['budget_used_min']:.0f}% | "
-                     f"{row['final_lr_mean']:.4g} | {row['final_wd_mean']:.3g} | {entropy} | {changed} |")
+                     f"{row['final_lr_mean']:.4g} | {row['final_wd_mean']:.3g} | {entropy} | {changed} | {probe} |")
     r = result["ratios"]
     earlier = [f"{x['method']} seed {x['seed']}" for x in result["runs"] if x.get("source")]
     if earlier:
         lines += ["", f"Taken from an earlier recording (same settings; not re-run here): {', '.join(earlier)}."]
+    if any(row.get("probe_step_s_mean") is not None for row in result["table"].values()):
+        lines += ["", "Probe: seconds per training step of the DARTS_V2 row's network on in-memory data, the mean "
+                  "of one probe before and one after each run (the machine's speed at the time; lower is "
+                  "faster)."]
     lines += ["", "Ratios: " + ", ".join(f"`{k}` = {v:.3f}" for k, v in r.items())
               + f" (goals: {', '.join(f'{k} {v}' for k, v in result['goals'].items())}).",
               f"Observed order: {' > '.join(result['observed_order'])}; paper order "
@@ -308,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-subset", type=int, default=None, help="default 10000; 500 with --quick")
     parser.add_argument("--test-subset", type=int, default=None, help="default: all 10000; 200 with --quick")
     parser.add_argument("--threads", type=int, default=None, help="default: torch's choice (all cores)")
+    parser.add_argument("--probe-steps", type=int, default=None,
+                        help="steps of the machine-speed probe before and after each run (default 10; 2 with "
+                             "--quick; 0: no probe)")
     parser.add_argument("--add-rows", type=Path, action="append", default=[], metavar="JSON",
                         help="with --from-runs: also tabulate the runs of an earlier --json result for the "
                              "(method, seed) pairs the folder lacks; each is marked with its source")
@@ -339,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     args.fixed_layers = args.fixed_layers or (3 if args.quick else 8)
     args.train_subset = args.train_subset or (500 if args.quick else 10_000)
     args.test_subset = args.test_subset or (200 if args.quick else None)
+    if args.probe_steps is None:
+        args.probe_steps = 2 if args.quick else 10
+    if args.probe_steps < 0:
+        parser.error(f"--probe-steps {args.probe_steps}: must be >= 0")
     if args.quick:
         args.batch = min(args.batch, 16)
     if args.from_runs is not None:

@@ -43,6 +43,10 @@ def test_quick_bench_reports_every_method_and_the_issue_ratios(tmp_path: Path) -
     assert ratios["budget_used_min"] >= 0.95
     dha = next(r for r in result["runs"] if r["method"] == "dha")
     assert dha["policy_entropy"] is not None and dha["arch_finalized"] is not None
+    # The machine-speed probe ran around every run and reaches the table.
+    for row in result["runs"]:
+        assert row["probe_step_s_before"] > 0 and row["probe_step_s_after"] > 0
+    assert all(result["table"][m]["probe_step_s_mean"] > 0 for m in result["table"])
 
 
 @pytest.mark.slow
@@ -65,9 +69,13 @@ def test_overrides_seeds_and_kept_runs_round_trip(tmp_path: Path) -> None:
     assert main(["--from-runs", str(runs), "--json", str(tmp_path / "b.json")]) == 0
     again = json.loads((tmp_path / "b.json").read_text())
     assert again["ratios"]["dha_acc"] == first["ratios"]["dha_acc"]
+    # The probe figures are kept next to each run and read back with it.
+    assert [r["probe_step_s_before"] for r in again["runs"]] == [r["probe_step_s_before"] for r in first["runs"]]
     # An earlier result fills the (method, seed) pairs the folder lacks, and only those.
     assert main(["--quick", "--budget", "0.3", "--data-root", str(tmp_path / "data"), "--batch", "4",
-                 "--methods", "dha", "darts", "--first-seed", "3", "--json", str(tmp_path / "earlier.json")]) == 0
+                 "--methods", "dha", "darts", "--first-seed", "3", "--probe-steps", "0",
+                 "--json", str(tmp_path / "earlier.json")]) == 0
+    assert all(r["probe_step_s_before"] is None for r in json.loads((tmp_path / "earlier.json").read_text())["runs"])
     assert main(["--from-runs", str(runs), "--add-rows", str(tmp_path / "earlier.json"),
                  "--json", str(tmp_path / "c.json")]) == 0
     merged = json.loads((tmp_path / "c.json").read_text())
@@ -108,3 +116,12 @@ def test_quick_precision_bench_reports_the_spread() -> None:
     assert result["ratios"]["bf16_minus_fp32_acc"] == pytest.approx(
         result["table"]["bf16"]["test_acc_mean"] - result["table"]["fp32"]["test_acc_mean"])
     assert [r["precision"] for r in result["runs"]] == ["fp32", "bf16", "fp32", "bf16"]
+
+
+def test_a_negative_probe_step_count_is_one_line_and_exit_2(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    main = runpy.run_path(str(BENCH))["main"]
+    with pytest.raises(SystemExit) as exc:
+        main(["--quick", "--data-root", str(tmp_path), "--probe-steps", "-1"])
+    assert exc.value.code == 2
+    assert "--probe-steps -1" in capsys.readouterr().err
