@@ -502,7 +502,9 @@ class IstaRelaxation(ArchRelaxation):
 
         While a cell holds more of a capped op than its cap, the entry of that op with the
         smallest ``|x|`` among the active nodes is excluded and its node's support is taken
-        again. The other (frozen) nodes' supports count but do not change.
+        again; the caps are applied again until none moves an entry, since the entry that
+        replaces an evicted one may be another capped op. The other (frozen) nodes' supports
+        count but do not change.
 
         Args:
             active: Nodes whose support is chosen now.
@@ -518,10 +520,15 @@ class IstaRelaxation(ArchRelaxation):
         for node in self.nodes:
             cells.setdefault(node.group.name.rpartition("/")[0], []).append(node)
         excluded: dict[str, set[int]] = {name: set() for name in out}
-        for op, cap in self.config.op_caps.items():
-            for members in cells.values():
-                self._cap_cell(op, cap, members, xs, out, excluded)
-        return out
+        # Until no cap moves anything: evicting one capped op can bring in another whose cap
+        # was met before. Each move excludes one more candidate, so this ends.
+        while True:
+            before = {name: list(support) for name, support in out.items()}
+            for op, cap in self.config.op_caps.items():
+                for members in cells.values():
+                    self._cap_cell(op, cap, members, xs, out, excluded)
+            if out == before:
+                return out
 
     def _cap_cell(self, op: str, cap: int, members: Sequence[IstaNode], xs: dict[str, torch.Tensor],
                   out: dict[str, list[int]], excluded: dict[str, set[int]]) -> None:

@@ -608,6 +608,19 @@ def test_op_caps_drop_the_weakest_capped_entries_of_a_cell(
     assert skips == (3 if cap is None else min(cap, 3))
 
 
+def test_op_caps_hold_together_when_an_eviction_brings_in_another_capped_op(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Skips are capped first (1 held: fine); evicting both avg pools then brings a skip into
+    # node0, which the skip cap must evict again.
+    relax = _ista(_tiny(), op_caps={"skip_connect": 1, "avg_pool_3x3": 0})
+    _with_codes(relax, monkeypatch, {"cell/node0": [0.0, 0.2, 0.1, 0.9],
+                                     "cell/node1": [0.0, 0.8, 0.3, 0.0, 0.0, 0.05, 0.2, 0.6]})
+    relax.recover()
+    assert [n._support for n in relax.nodes] == [[2], [1, 2]]
+    ops = [s.op for pairs in relax.selection().values() for s in pairs]
+    assert ops.count(1) == 1 and ops.count(3) == 0
+
+
 def test_op_caps_count_frozen_nodes_without_changing_them(monkeypatch: pytest.MonkeyPatch) -> None:
     relax = _ista(_tiny(), op_caps={"skip_connect": 1})
     node0, node1 = relax.nodes
