@@ -21,6 +21,12 @@ rounded to whole epochs:
 * ``fixed_darts_v2``: the published DARTS_V2 cell (``relax=fixed``, C=16, 8 cells) trained
   for ``B`` with ``standard`` augmentation and cosine SGD: what a user gets without search.
 
+A diagnostic row, run only when ``--methods`` names it (after ``dha``):
+
+* ``dha_cell_fixed``: the genotype the same seed's ``dha`` run found, trained from scratch
+  as a fixed network for ``B`` with the ``fixed_darts_v2`` row's recipe. It separates the
+  cell a search finds from what the one-stage procedure makes of it.
+
 Next to each run the script records how fast the machine ran: a fixed-work probe (one
 training step of the DARTS_V2 row's network on in-memory data, ``machine_speed.py``)
 before and after the run, and the CPU share the hypervisor stole during it. A shared
@@ -61,6 +67,8 @@ SHARED_TAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-
 DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 MARKERS = ("<!-- bench_search:start -->", "<!-- bench_search:end -->")
 METHODS = ("dha", "sequential_dha", "ista_one_stage", "darts", "fixed_darts_v2")
+# Opt-in diagnostic rows (not run by default, not in the ratios).
+DIAGNOSTICS = ("dha_cell_fixed",)
 BASELINES = ("sequential_dha", "ista_one_stage", "darts")
 OPS7 = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3",
         "dil_conv_5x5"]
@@ -69,6 +77,7 @@ OPS7 = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_con
 def method_config(method: str, args: argparse.Namespace, data_root: Path, seed: int, out: Path) -> dict[str, Any]:
     """The run config of one method; every run has the same training budget."""
     C, layers = (args.fixed_C, args.fixed_layers) if method == "fixed_darts_v2" else (args.C, args.layers)
+    # dha_cell_fixed trains the dha row's genotype, so it takes the searched networks' size.
     space = {"name": "darts", "C": C, "layers": layers, "nodes": 4,
              "ops": (["none", *OPS7] if method == "darts" else OPS7)}
     standard, fixed = {"name": "standard"}, {"name": "fixed", "lr": 0.05, "lr_min": 0.0, "wd": 3e-4}
@@ -97,6 +106,9 @@ def method_config(method: str, args: argparse.Namespace, data_root: Path, seed: 
         raw["data"]["val_fraction"] = 0.5  # DARTS splits train in halves for the bilevel problem
     elif method == "fixed_darts_v2":
         raw.update(relax={"name": "fixed", "genotype": "DARTS_V2"}, aug=standard, hpo=fixed)
+    elif method == "dha_cell_fixed":
+        raw.update(relax={"name": "fixed", "genotype": str(out / f"dha-seed{seed}" / "genotype.json")},
+                   aug=standard, hpo=fixed)
     else:
         raise ValueError(f"unknown method {method!r}")
     return raw
@@ -327,7 +339,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     means = [100 * result["table"][m]["test_acc_mean"] for m in methods]
     stds = [100 * result["table"][m]["test_acc_std"] for m in methods]
     fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
-    colors = ["tab:green", "tab:blue", "tab:orange", "tab:gray", "tab:purple"][:len(methods)]
+    colors = ["tab:green", "tab:blue", "tab:orange", "tab:gray", "tab:purple", "tab:olive"][:len(methods)]
     ax.bar(methods, means, yerr=stds, capsize=4, color=colors)
     ax.tick_params(axis="x", labelrotation=20)
     ax.set_ylabel("test accuracy (%)")
@@ -348,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="tabulate finished run directories (<method>-seed<k>) instead of running")
     parser.add_argument("--budget", type=float, default=None, help="training seconds per run (default 480; 4 with --quick)")
     parser.add_argument("--seeds", type=int, default=None, help="default 2; 1 with --quick")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + DIAGNOSTICS,
+                        help="default: the five compared methods; dha_cell_fixed (diagnostic) needs dha before it")
     parser.add_argument("--C", type=int, default=None, help="searched supernets' width (default 16; 4 with --quick)")
     parser.add_argument("--layers", type=int, default=None, help="searched supernets' cells (default 8; 3 with --quick)")
     parser.add_argument("--fixed-C", type=int, default=None, help="DARTS_V2 row width (default 16; 4 with --quick)")
@@ -379,8 +392,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--add-rows {path}: not a bench_search --json result ({type(exc).__name__})")
     for item in args.set:
         who = item.partition(".")[0]
-        if "=" not in item or who not in METHODS or item.count(".") < 2:
-            parser.error(f"--set {item!r}: expected METHOD.SECTION.KEY=VALUE with METHOD one of {', '.join(METHODS)}")
+        if "=" not in item or who not in METHODS + DIAGNOSTICS or item.count(".") < 2:
+            parser.error(f"--set {item!r}: expected METHOD.SECTION.KEY=VALUE with METHOD one of "
+                         f"{', '.join(METHODS + DIAGNOSTICS)}")
+    if "dha_cell_fixed" in args.methods and ("dha" not in args.methods
+                                             or args.methods.index("dha") > args.methods.index("dha_cell_fixed")):
+        parser.error("--methods dha_cell_fixed trains the genotype of the dha run: name dha before it")
     if args.data_root is None and args.from_runs is None and not args.tar.is_file():
         parser.error(f"data not found: {args.tar} (pass --tar or --data-root)")
     args.budget = args.budget or (4.0 if args.quick else 480.0)
@@ -403,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"no finished runs under {args.from_runs}")
         for path, runs in earlier.items():
             rows += added_rows(rows, runs, path)
-        args.methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+        args.methods = [m for m in METHODS + DIAGNOSTICS if any(r["method"] == m for r in rows)]
         args.seeds = max(r["seed"] for r in rows) + 1
         result = aggregate(rows, args)
     else:

@@ -125,3 +125,31 @@ def test_a_negative_probe_step_count_is_one_line_and_exit_2(tmp_path: Path,
         main(["--quick", "--data-root", str(tmp_path), "--probe-steps", "-1"])
     assert exc.value.code == 2
     assert "--probe-steps -1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_dha_cell_row_trains_the_genotype_the_dha_run_found(tmp_path: Path) -> None:
+    import yaml
+
+    _image_folder(tmp_path / "data")
+    runs = tmp_path / "runs"
+    main = runpy.run_path(str(BENCH))["main"]
+    assert main(["--quick", "--budget", "0.3", "--data-root", str(tmp_path / "data"), "--batch", "4",
+                 "--methods", "dha", "dha_cell_fixed", "--runs-dir", str(runs), "--probe-steps", "0",
+                 "--json", str(tmp_path / "a.json")]) == 0
+    config = yaml.safe_load((runs / "dha_cell_fixed-seed0" / "config.yaml").read_text())
+    assert config["relax"] == {**config["relax"], "name": "fixed",
+                               "genotype": str(runs / "dha-seed0" / "genotype.json")}
+    rows = {r["method"]: r for r in json.loads((tmp_path / "a.json").read_text())["runs"]}
+    assert rows["dha_cell_fixed"]["genotype"] == rows["dha"]["genotype"]
+    assert rows["dha_cell_fixed"]["arch_finalized"] is None  # nothing searched
+
+
+def test_the_dha_cell_row_without_dha_before_it_is_one_line_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main = runpy.run_path(str(BENCH))["main"]
+    for methods in (["dha_cell_fixed"], ["dha_cell_fixed", "dha"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["--quick", "--data-root", str(tmp_path), "--methods", *methods])
+        assert exc.value.code == 2
+        assert "name dha before it" in capsys.readouterr().err
