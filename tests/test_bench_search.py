@@ -142,7 +142,7 @@ def test_the_dha_cell_row_trains_the_genotype_the_dha_run_found(tmp_path: Path) 
                                "genotype": str(runs / "dha-seed0" / "genotype.json")}
     rows = {r["method"]: r for r in json.loads((tmp_path / "a.json").read_text())["runs"]}
     assert rows["dha_cell_fixed"]["genotype"] == rows["dha"]["genotype"]
-    assert rows["dha_cell_fixed"]["arch_finalized"] is None  # nothing searched
+    assert (config["aug"]["name"], config["hpo"]["name"]) == ("standard", "fixed")  # the DARTS_V2 row's recipe
 
 
 def test_the_dha_cell_row_without_dha_before_it_is_one_line_and_exit_2(
