@@ -119,7 +119,14 @@ def _cli(log: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.with_suffix(".out").open("w") as out, log.with_suffix(".err").open("w") as err:
         return subprocess.Popen([sys.executable, "-m", "dha_core.cli", "-q", *args], stdout=out, stderr=err,
-                                text=True, env=env)
+                                text=True, env=env, preexec_fn=_default_sigint if os.name == "posix" else None)
+
+
+def _default_sigint() -> None:
+    """Gives the child the default Ctrl-C: a suite started in the background (``cmd &`` in a
+    non-interactive shell) ignores SIGINT, and Python keeps an inherited ``SIG_IGN``, so the
+    Ctrl-C test would otherwise see its run finish."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _err(log: Path) -> str:
