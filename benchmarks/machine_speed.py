@@ -26,12 +26,9 @@ from typing import Any
 from dha_core.config import resolve_config
 from dha_core.searcher import Searcher
 
-PROBE_NETWORK = {"name": "darts", "C": 16, "layers": 8, "nodes": 4}
-PROBE_BATCH = 64
-
 
 def reference_step_s(steps: int = 10, warmup: int = 3, *, C: int = 16, layers: int = 8,
-                     batch: int = PROBE_BATCH) -> float:
+                     batch: int = 64) -> float:
     """Median wall seconds of one training step of the fixed DARTS_V2 network.
 
     Args:
@@ -45,7 +42,7 @@ def reference_step_s(steps: int = 10, warmup: int = 3, *, C: int = 16, layers: i
         Seconds per step.
     """
     raw: dict[str, Any] = {
-        "space": {**PROBE_NETWORK, "C": C, "layers": layers},
+        "space": {"name": "darts", "C": C, "layers": layers, "nodes": 4},
         "relax": {"name": "fixed", "genotype": "DARTS_V2"}, "aug": {"name": "none"},
         "hpo": {"name": "fixed", "lr": 0.05},
         "data": {"name": "synthetic", "num_train": 4 * batch, "num_test": 2, "image_size": 32, "val_fraction": 0.25},
