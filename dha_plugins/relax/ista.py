@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 AUTO_COST_WEIGHT = 0.1
 """``cost_weight`` of a time-budgeted search when it is not set (docs/relaxations.md, "Cost")."""
 
+AUTO_PROBES_BY_EPOCHS = 1
+"""``probes`` of a search bounded by epochs when it is not set; a time-budgeted one gets 0
+(docs/relaxations.md, "Probes")."""
+
 _SMOOTH = 1e-8
 """Smoothing of ``|alpha|`` in the cost penalty, so a zero weight still has a gradient."""
 
@@ -112,12 +116,15 @@ class IstaConfig(ComponentConfig):
         "not have are ignored. Default {}: no caps (ISTA-NAS); the P-DARTS cap showed no gain at 480 s on the CPU "
         "benchmark (docs/relaxations.md, \"Op caps\").",
     )
-    probes: int = Field(
-        1,
+    probes: int | None = Field(
+        None,
         ge=0,
         description="Candidates outside the support probed per node and training step: computed with a weight "
         "whose value is 0 and whose gradient reaches b (the first-order effect of adding them), so the code can "
-        "move towards ops the support does not hold yet. 0: ISTA-NAS's one-stage search exactly.",
+        "move towards ops the support does not hold yet. 0: ISTA-NAS's one-stage search exactly. "
+        f"null: {AUTO_PROBES_BY_EPOCHS} when the search is bounded by epochs, 0 when it is bounded by a time "
+        "budget alone (a probe makes a search step about twice as dear, and under a budget the steps it costs "
+        "outweigh what it finds).",
     )
     fista_max_iter: int = Field(20000, ge=1)
     fista_tol: float = Field(1e-12, gt=0)
@@ -235,6 +242,8 @@ class IstaRelaxation(ArchRelaxation):
         self.seed = config.seed if config.seed is not None else seed
         auto = AUTO_COST_WEIGHT if epochs is None else 0.0
         self.cost_weight = config.cost_weight if config.cost_weight is not None else auto
+        auto_probes = 0 if epochs is None else AUTO_PROBES_BY_EPOCHS
+        self.probes = config.probes if config.probes is not None else auto_probes
         self.groups: list[ChoiceGroup] = []
         self.nodes = nn.ModuleList()
         self.space: Any = None
@@ -334,7 +343,7 @@ class IstaRelaxation(ArchRelaxation):
         gen = None
         for n in self.nodes:
             probes: list[int] = []
-            if self.training and self.config.probes and not n._frozen:
+            if self.training and self.probes and not n._frozen:
                 if gen is None:  # a function of the step count: the same after a resume
                     gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._steps)
                 probes = self._draw_probes(n, gen)
@@ -348,7 +357,7 @@ class IstaRelaxation(ArchRelaxation):
         pool = [i for i in node.eligible if i not in support]
         if not pool:
             return []
-        picks = torch.randperm(len(pool), generator=gen)[: self.config.probes].tolist()
+        picks = torch.randperm(len(pool), generator=gen)[: self.probes].tolist()
         return sorted(pool[j] for j in picks)
 
     def selection(self) -> Selection:
@@ -621,6 +630,7 @@ class IstaRelaxation(ArchRelaxation):
             "folded": [n.group.name for n in self.nodes if n._folded],
             "rejections": [dict(r) for r in self._rejections],
             "cost_weight": self.cost_weight,
+            "probes": self.probes,
             "support_cost": self.support_cost() if self.cost_weight > 0 else None,
         }
 

@@ -544,6 +544,28 @@ def test_probes_are_a_function_of_the_step_count() -> None:
     assert len(draws) > 1
 
 
+def test_probes_default_follows_the_budget() -> None:
+    """null: one probe per node for a search bounded by epochs, none under a time budget
+    alone (docs/relaxations.md, "Probes"); an explicit count wins either way."""
+    space = _tiny(keep=1)
+    auto = {k: v for k, v in MECHANICS.items() if k != "probes"}
+
+    def probed(relax: IstaRelaxation) -> int:
+        relax.setup(space.choice_groups(), space)
+        relax.train()
+        weights = relax.mixing_weights()
+        return sum(len(weights.active[n.group.name]) - len(n.active_pairs()) for n in relax.nodes)
+
+    counted = IstaRelaxation(IstaConfig(**auto), epochs=5)
+    assert counted.probes == 1 and probed(counted) == len(counted.nodes)
+    assert counted.report()["probes"] == 1
+    budgeted = IstaRelaxation(IstaConfig(**auto), epochs=None)
+    assert budgeted.probes == 0 and probed(budgeted) == 0
+    assert budgeted.report()["probes"] == 0
+    assert IstaRelaxation(IstaConfig(**auto, probes=2), epochs=None).probes == 2
+    assert IstaRelaxation(IstaConfig(**auto, probes=0), epochs=5).probes == 0
+
+
 def test_seed_follows_the_run_seed_unless_set() -> None:
     from dha_plugins.relax.ista import create_ista
 
