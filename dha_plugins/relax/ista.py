@@ -232,6 +232,9 @@ class IstaRelaxation(ArchRelaxation):
 
     Args:
         config: An :class:`IstaConfig`.
+        seed: The run's seed, used when ``config.seed`` is null.
+        epochs: The search stage's epoch limit; None when a time budget alone bounds it,
+            which sets the budget-aware defaults of ``cost_weight`` and ``probes``.
     """
 
     bilevel = False
@@ -240,10 +243,13 @@ class IstaRelaxation(ArchRelaxation):
         super().__init__()
         self.config = config
         self.seed = config.seed if config.seed is not None else seed
-        auto = AUTO_COST_WEIGHT if epochs is None else 0.0
-        self.cost_weight = config.cost_weight if config.cost_weight is not None else auto
-        auto_probes = 0 if epochs is None else AUTO_PROBES_BY_EPOCHS
-        self.probes = config.probes if config.probes is not None else auto_probes
+        # Under a time budget a cheaper search step buys more steps, so the nulls resolve to
+        # a latency penalty and no probes there (docs/relaxations.md, "Cost" and "Probes").
+        time_budgeted = epochs is None
+        self.cost_weight = (config.cost_weight if config.cost_weight is not None
+                            else AUTO_COST_WEIGHT if time_budgeted else 0.0)
+        self.probes = (config.probes if config.probes is not None
+                       else 0 if time_budgeted else AUTO_PROBES_BY_EPOCHS)
         self.groups: list[ChoiceGroup] = []
         self.nodes = nn.ModuleList()
         self.space: Any = None
