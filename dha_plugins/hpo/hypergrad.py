@@ -56,7 +56,7 @@ class HypergradHPOConfig(ComponentConfig):
     eps: float = Field(1e-8, gt=0, description="AdamW denominator term.")
     lr_low: float = Field(
         0.025, gt=0, description="Lower bound of the lr; with lr_up 0.5 the default start (the geometric "
-        "midpoint) is 0.112. Chosen by measurement (docs/hpo.md, \"Defaults\")."
+        "midpoint) is 0.112. Chosen by measurement (docs/hpo.md, \"The floor\")."
     )
     lr_up: float = Field(0.5, gt=0, description="Upper bound of the lr.")
     lr_init: float | None = Field(None, gt=0, description="Initial lr; None: midpoint of the bounds.")
