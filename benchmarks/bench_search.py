@@ -286,7 +286,8 @@ def aggregate(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
                      "batch": args.batch, "train_subset": args.train_subset, "test_subset": args.test_subset,
                      "threads": torch.get_num_threads(), "quick": args.quick,
                      "overrides": list(args.set)},
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpus": os.cpu_count()},
+        "machine": {"platform": platform.platform(), "cpu_model": cpu_model(), "torch": torch.__version__,
+                    "cpus": os.cpu_count()},
         "table": table, "ratios": ratios, "observed_order": order,
         "paper_order": paper,
         "paper_order_reproduced": [m for m in order if m in paper] == paper,
@@ -294,11 +295,24 @@ def aggregate(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
     }
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), since step times differ by CPU type."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def markdown(result: dict[str, Any]) -> str:
     s = result["settings"]
+    model = result.get("machine", {}).get("cpu_model")
     lines = [
         f"Budget {s['budget_s']:.0f}s of training per run (validation and test excluded), {s['seeds']} seed(s), "
-        f"CPU ({s['threads']} thread(s)); searched DARTS networks C={s['C']}, {s['layers']} cells; DARTS_V2 row "
+        f"CPU ({s['threads']} thread(s){', ' + model if model else ''}); searched DARTS networks C={s['C']}, {s['layers']} cells; DARTS_V2 row "
         f"C={s['fixed_C']}, {s['fixed_layers']} cells; batch {s['batch']}; {s['train_subset']} training images "
         f"(10% as val), {s['test_subset'] or 10000} test images.",
         "",
