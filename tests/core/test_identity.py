@@ -14,12 +14,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.golden.runs import GOLDEN_DIR, RESUMED, RUNS, comparable_metrics, comparable_summary, run, run_resumed
+from tests.golden.runs import CPU_MODEL_FILE, GOLDEN_DIR, cpu_model, RESUMED, RUNS, comparable_metrics, comparable_summary, run, run_resumed
 
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _same_cpu_type() -> None:
+    written_on = CPU_MODEL_FILE.read_text(encoding="utf-8").strip()
+    if written_on != cpu_model():
+        pytest.skip(f"the golden files are bit-exact for the CPU that wrote them ({written_on}); this CPU is "
+                    f"{cpu_model()}, whose float kernels round differently")
 
 
 def _assert_golden(name: str, run_dir: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from tests.golden.runs import GOLDEN_DIR, RESUMED, RUNS, comparable_metrics, comparable_summary, run, run_resumed
+from tests.golden.runs import CPU_MODEL_FILE, GOLDEN_DIR, cpu_model, RESUMED, RUNS, comparable_metrics, comparable_summary, run, run_resumed
 
 
 def main() -> int:
@@ -32,6 +32,7 @@ def main() -> int:
             (GOLDEN_DIR / f"{name}.summary.json").write_text(summary, encoding="utf-8")
             (GOLDEN_DIR / f"{name}.metrics.csv").write_text(metrics, encoding="utf-8")
             print(f"wrote {name}.summary.json and {name}.metrics.csv")
+    CPU_MODEL_FILE.write_text(cpu_model() + "\n", encoding="utf-8")
     return 0
 
 
