@@ -55,6 +55,7 @@ import torch
 
 from dha_core.config import resolve_config
 from dha_core.config_files import apply_overrides
+from dha_core.runtime import cpu_model
 from dha_core.searcher import Searcher
 
 # The scripts run as files, not as a package: put this folder on the path so `common`
@@ -293,18 +294,6 @@ def aggregate(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
         "paper_order_reproduced": [m for m in order if m in paper] == paper,
         "runs": rows,
     }
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), since step times differ by CPU type."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def markdown(result: dict[str, Any]) -> str:

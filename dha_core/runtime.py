@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import platform
 import random
 from typing import Any
 
@@ -69,3 +70,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
                          np_state["has_gauss"], np_state["cached"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``).
+
+    Step times and float rounding differ by CPU type, so benchmarks and bit-exact checks record it.
+
+    Returns:
+        The model name, or ``"unknown"``.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from tests.golden.runs import CPU_MODEL_FILE, GOLDEN_DIR, cpu_model, RESUMED, RUNS, comparable_metrics, comparable_summary, run, run_resumed
+from dha_core.runtime import cpu_model
+from tests.golden.runs import CPU_MODEL_FILE, GOLDEN_DIR, RESUMED, RUNS, comparable_metrics, comparable_summary, run, run_resumed
 
 
 def main() -> int:

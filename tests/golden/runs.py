@@ -24,19 +24,6 @@ GOLDEN_DIR = Path(__file__).resolve().parent
 CPU_MODEL_FILE = GOLDEN_DIR / "cpu_model.txt"
 
 
-def cpu_model() -> str:
-    """This machine's CPU model name (``/proc/cpuinfo``), or ``platform.processor()``."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
-
 RUNS: tuple[str, ...] = ("dha", "two_stage")
 """``dha``: DHA's default components (DARTS cell space, ISTA, Kornia policy, hypergrad) on the
 shipped sample data, with the architecture fixed half-way. ``two_stage``: toy components
