@@ -32,7 +32,7 @@ from dha_core.precision import RunPerformance, thread_scope
 from dha_core.results import ResultWriter, SearchResult
 from dha_core.rundir import RunDir, default_run_name
 from dha_core.runtime import resolve_device, seed_everything
-from dha_core.stage import Stage, StageSpec, plan_stages
+from dha_core.stage import Stage, StageSpec, plan_stages, with_carried_overrun
 from dha_core.stage_builder import StageBuilder
 from dha_core.stage_runner import CHECKPOINT_FORMAT, EpochCallback, Interrupted, RunState, StageRunner
 
@@ -229,7 +229,8 @@ class Searcher:
         supernet = None
         last: Stage | None = None
         for index in range(first, len(self.plan)):
-            spec = self.plan[index]
+            # A stage overruns by up to one step; the next budgeted stage absorbs it.
+            spec = with_carried_overrun(self.plan, index, state.stage_train_s)
             stage = builder.build(spec, state.selection, supernet)
             runner.run(stage, resume if (resume is not None and index == first) else None)
             state.record(stage)

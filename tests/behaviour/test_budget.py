@@ -68,3 +68,31 @@ def test_validation_time_is_not_charged_to_the_budget(tmp_path: Path) -> None:
     with_val, _ = _budget_run(tmp_path / "a", 1.0, eval_every=1)
     without, _ = _budget_run(tmp_path / "b", 1.0, eval_every=1000)
     assert with_val["steps"] == without["steps"]
+
+
+class SlowStartClock(FakeClock):
+    """Steps cost ``slow`` seconds for the first ``slow_steps`` steps, then ``TICK``."""
+
+    def __init__(self, slow: float, slow_steps: int) -> None:
+        super().__init__()
+        self.slow, self.readings_left = slow, 2 * slow_steps
+
+    def __call__(self) -> float:
+        if self.readings_left > 0:
+            self.readings_left -= 1
+            self.now += self.slow
+            return self.now
+        return super().__call__()
+
+
+def test_a_stage_overrun_is_taken_from_the_next_stage(tmp_path: Path) -> None:
+    """Search steps of 0.3 s against a 1.0-s budget end at 1.2 s; the retrain stage gets 0.8 s,
+    so the run trains for its 2.0 s (plus at most one retrain step), not 2.2."""
+    raw = tiny_raw_config(tmp_path / "runs", relax="ista", retrain={"time_budget_s": 1.0})
+    raw["train"].pop("epochs")
+    raw["train"].update(time_budget_s=1.0, drop_path=0.0)
+    summary = Searcher(resolve_config(raw), clock=SlowStartClock(0.3, slow_steps=4)).fit().summary
+    spent = summary["stage_train_s"]
+    assert spent["search"] == pytest.approx(1.2)
+    assert 0.8 - 1e-9 <= spent["retrain"] <= 0.8 + TICK + 1e-9
+    assert 2.0 - 1e-9 <= spent["search"] + spent["retrain"] <= 2.0 + TICK + 1e-9
