@@ -105,7 +105,8 @@ class TrainConfig(StrictModel):
     )
     channels_last: Literal["auto"] | bool = Field(
         "auto", description="channels_last memory format for the network and its input batches; auto: "
-        "true on CUDA under bf16/fp16, else false."
+        "true on CUDA under bf16/fp16; on CPU, per stage with a time budget, the format that runs a timed "
+        "training pass of the stage's network faster; else false."
     )
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; null: torch's choice (all cores).")
     compile: bool = Field(False, description="torch.compile the network's training forward.")

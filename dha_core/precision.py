@@ -25,7 +25,9 @@ Resolution of ``auto`` (see :meth:`RunPerformance.resolve`):
   not been shown to match fp32's on this library's benchmarks, and the fp32 default
   keeps earlier results reproducible bit for bit.
 * ``channels_last: auto``: true on CUDA under bf16/fp16 (tensor-core convolutions
-  prefer NHWC), false otherwise.
+  prefer NHWC); on CPU, in a stage bounded by a time budget, whichever format runs the
+  stage's network faster, timed when the stage is built (:mod:`dha_core.memory_format`);
+  false otherwise.
 
 Any setting other than fp32/contiguous is first checked on the device
 (:func:`conv_gradient_check`): the convolutions the built-in spaces use (dense, depthwise,
@@ -43,7 +45,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -78,6 +80,8 @@ class RunPerformance:
         compile: Whether the training forward goes through ``torch.compile``.
         threads: Intra-op threads set at fit start, or None for torch's choice.
         requested: The configured values, as given (for the log and the summary).
+        measure_memory_format: ``channels_last: auto`` on CPU: a stage with a time budget
+            times both formats and takes the faster (:meth:`with_channels_last`).
     """
 
     device: torch.device
@@ -86,6 +90,7 @@ class RunPerformance:
     compile: bool = False
     threads: int | None = None
     requested: tuple[tuple[str, Any], ...] = ()
+    measure_memory_format: bool = False
 
     @classmethod
     def resolve(cls, train: TrainConfig, device: torch.device) -> RunPerformance:
@@ -127,7 +132,15 @@ class RunPerformance:
             precision = "fp32"
         requested = (("precision", requested_precision), ("channels_last", requested_cl), ("threads", threads),
                      ("compile", compile_))
-        return cls(device, precision, channels_last, compile_, threads, requested)
+        measure = requested_cl == "auto" and device.type == "cpu"
+        return cls(device, precision, channels_last, compile_, threads, requested, measure)
+
+    def with_channels_last(self, channels_last: bool) -> RunPerformance:
+        """These settings with ``channels_last`` set (measured for one stage), where the
+        device computes convolutions correctly in that format; else unchanged."""
+        if channels_last and conv_gradient_check(self.device, self.precision, True) is not None:
+            return replace(self, measure_memory_format=False)
+        return replace(self, channels_last=channels_last, measure_memory_format=False)
 
     # ------------------------------------------------------------------ autocast
     @property
@@ -173,8 +186,9 @@ class RunPerformance:
         The finished model is evaluated, saved and exported in the format that
         :func:`~dha_core.model_io.load_model` rebuilds, so that its logits match a reload.
         """
-        if self.channels_last:
-            module.to(memory_format=torch.contiguous_format)
+        # Unconditional: a stage may have measured its way to channels_last while the run's
+        # default is contiguous (channels_last: auto on CPU).
+        module.to(memory_format=torch.contiguous_format)
         return module
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:

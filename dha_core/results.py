@@ -123,6 +123,15 @@ class ResultWriter:
         return {"batches": used, "images": used * min(train.batch_size, len(dataset)),
                 "test_acc_before": before.get("test"), "val_acc_before": before.get("val")}
 
+    def _performance(self, reports: dict[str, Any]) -> dict[str, Any]:
+        """The resolved throughput settings, with each stage's measured memory format."""
+        performance = self.perf.describe()
+        timings = reports.get("memory_format")
+        if timings:
+            performance["channels_last"] = {name: t["channels_last"] for name, t in timings.items()}
+            performance["memory_format_timing"] = timings
+        return performance
+
     def _budget_used(self, state: RunState) -> dict[str, float]:
         """Fraction of each stage's time budget spent on training."""
         return {spec.name: state.stage_train_s.get(spec.name, 0.0) / spec.time_budget_s for spec in self.plan
@@ -160,7 +169,7 @@ class ResultWriter:
             "wall_s": state.elapsed(),
             "components": {field: config.component(field).name for field in CONFIG_FIELDS},
             "device": str(self.builder.device),
-            "performance": self.perf.describe(),
+            "performance": self._performance(reports),
         }
         for name in ("retrain", "finetune"):
             if f"{name}_hpo" in reports:

@@ -23,6 +23,7 @@ from dha_core.config_base import ComponentConfig
 from dha_core.data import BatchStream
 from dha_core.interfaces import ArchRelaxation, ArchStepContext, AugmentationPolicy, HyperOptimizer, Supernet
 from dha_core.joint_step import JointStep
+from dha_core.precision import RunPerformance
 from dha_core.seeds import StageSeed
 from dha_core.types import ChoiceGroup, MixingWeights, Selection
 
@@ -148,6 +149,7 @@ class Stage:
     generator: torch.Generator
     history: dict[str, Any] = field(default_factory=dict)
     budget: StageBudget = field(default_factory=lambda: StageBudget(1, None))
+    perf: RunPerformance | None = None
 
     @property
     def name(self) -> str:

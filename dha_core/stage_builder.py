@@ -8,6 +8,7 @@ the relaxation before anything is written (a bad ``relax=fixed`` genotype fails 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -20,12 +21,15 @@ from dha_core.data import BatchStream
 from dha_core.distributed import DistContext
 from dha_core.fixed_network import FixedNetwork
 from dha_core.interfaces import ArchRelaxation, SearchSpace, Supernet
-from dha_core.joint_step import JointStep, JointStepSettings
+from dha_core.joint_step import JointStep, JointStepSettings, split_output
+from dha_core.memory_format import FormatTiming, time_memory_formats
 from dha_core.normalize import Normalizer
 from dha_core.precision import RunPerformance
 from dha_core.seeds import StageSeeds
 from dha_core.stage import NoArchitecture, Stage, StageSource, StageSpec
 from dha_core.types import Selection
+
+log = logging.getLogger(__name__)
 
 __all__ = ["StageBuilder"]
 
@@ -105,8 +109,10 @@ class StageBuilder:
 
     def _assemble(self, spec: StageSpec, net: Any, relax: ArchRelaxation) -> Stage:
         cfg = self.config.train
-        net = self.perf.prepare_module(net.to(self.device))
+        net = net.to(self.device)
         relax = relax.to(self.device)
+        perf, timing = self._stage_performance(spec, net, relax)
+        net = perf.prepare_module(net)
         if self.dist is not None:
             self.dist.broadcast_buffers(relax)
         aug = comp.build_aug(spec.aug, self.bundle.spec).to(self.device)
@@ -128,8 +134,33 @@ class StageBuilder:
         settings = JointStepSettings(
             normalize=self.normalizer(), device=self.device, next_val_batch=val_stream.next,
             grad_clip=cfg.grad_clip, aux_weight=cfg.aux_weight, max_nonfinite=cfg.max_nonfinite_steps,
-            generator=generator, dist=self.dist, sample_seed=seeds.rank_samples, perf=self.perf,
+            generator=generator, dist=self.dist, sample_seed=seeds.rank_samples, perf=perf,
         )
         step_fn = JointStep(net, relax, aug, hpo, settings)
         budget = StageBudget(total_steps, spec.time_budget_s, self.clock)
-        return Stage(spec, net, relax, aug, hpo, steps, train_stream, val_stream, step_fn, generator, budget=budget)
+        stage = Stage(spec, net, relax, aug, hpo, steps, train_stream, val_stream, step_fn, generator, budget=budget,
+                      perf=perf)
+        if timing is not None:
+            stage.history["memory_format"] = timing.describe()
+        return stage
+
+    def _stage_performance(self, spec: StageSpec, net: Any, relax: ArchRelaxation
+                           ) -> tuple[RunPerformance, FormatTiming | None]:
+        """The run's throughput settings for one stage, with the memory format timed when
+        ``channels_last: auto`` meets a CPU stage bounded by a time budget."""
+        if not self.perf.measure_memory_format or spec.time_budget_s is None:
+            return self.perf, None
+        spec_data = self.bundle.spec
+        shape = (self.config.train.batch_size, spec_data.channels, spec_data.image_size, spec_data.image_size)
+        with torch.random.fork_rng():
+            with torch.no_grad():
+                weights = relax.mixing_weights()
+
+            def forward(module: Any, x: torch.Tensor) -> torch.Tensor:
+                with self.perf.autocast():
+                    return split_output(module(x, weights))[0]
+
+            timing = time_memory_formats(net, forward, shape)
+        log.info("%s: %s memory format (a training pass: %.3fs contiguous, %.3fs channels_last)", spec.name,
+                 "channels_last" if timing.channels_last else "contiguous", timing.contiguous_s, timing.channels_last_s)
+        return self.perf.with_channels_last(timing.channels_last), timing

@@ -92,6 +92,8 @@ class RunState:
 
     def record(self, stage: Stage) -> None:
         """Keeps what a finished stage reports (and, after the search, its selection)."""
+        if "memory_format" in stage.history:
+            self.reports.setdefault("memory_format", {})[stage.name] = stage.history["memory_format"]
         if stage.spec.searches:
             self.selection = stage.relax.selection()
             self.reports["policy"] = stage.aug.report()
