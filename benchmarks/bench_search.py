@@ -216,6 +216,7 @@ def summary_row(method: str, seed: int, summary: dict[str, Any], raw: dict[str, 
         "arch_changed_groups": (summary.get("arch") or {}).get("changed_groups"),
         "arch_finalized": (summary.get("arch") or {}).get("finalized"),
         "genotype": summary["genotype"],
+        "channels_last": (summary.get("performance") or {}).get("channels_last"),
     }
 
 

@@ -160,7 +160,11 @@ class StageBuilder:
                 with self.perf.autocast():
                     return split_output(module(x, weights))[0]
 
-            timing = time_memory_formats(net, forward, shape)
+            main = self.dist is None or self.dist.is_main
+            timing = time_memory_formats(net, forward, shape) if main else None
+        if self.dist is not None:  # DDP's gradient buckets need the same layout on every rank
+            timing = self.dist.broadcast(timing)
+        assert timing is not None
         log.info("%s: %s memory format (a training pass: %.3fs contiguous, %.3fs channels_last)", spec.name,
                  "channels_last" if timing.channels_last else "contiguous", timing.contiguous_s, timing.channels_last_s)
         return self.perf.with_channels_last(timing.channels_last), timing

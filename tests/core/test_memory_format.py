@@ -97,15 +97,21 @@ def _fake_timing(monkeypatch: pytest.MonkeyPatch, channels_last: bool) -> list[t
     return calls
 
 
-@pytest.mark.parametrize("faster_channels_last", [True, False])
-def test_a_budgeted_stage_takes_the_faster_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  faster_channels_last: bool) -> None:
-    calls = _fake_timing(monkeypatch, faster_channels_last)
+def _budgeted_searcher(tmp_path: Path) -> Searcher:
+    """A prepared searcher of a DHA config bounded by a 1-s budget."""
     raw = tiny_raw_config(tmp_path / "runs", **DHA)
     raw["train"].pop("epochs")
     raw["train"]["time_budget_s"] = 1.0
     searcher = Searcher(resolve_config(raw))
     searcher.prepare()
+    return searcher
+
+
+@pytest.mark.parametrize("faster_channels_last", [True, False])
+def test_a_budgeted_stage_takes_the_faster_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  faster_channels_last: bool) -> None:
+    calls = _fake_timing(monkeypatch, faster_channels_last)
+    searcher = _budgeted_searcher(tmp_path)
     stage = searcher.builder.build(searcher.plan[0])
     assert calls == [(16, 3, 8, 8)]
     convs = [m for m in stage.net.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[1] > 1
@@ -167,3 +173,25 @@ def test_a_measured_channels_last_run_saves_a_contiguous_model(tmp_path: Path,
     with torch.no_grad():
         torch.testing.assert_close(result.model.cpu()(x), dha_core.load_model(tmp_path / "runs" / "run")(x),
                                    rtol=0, atol=0)
+
+
+class _OtherRank:
+    """A non-main rank whose rank 0 measured channels_last faster."""
+
+    is_main = False
+
+    def broadcast(self, obj: Any) -> Any:
+        assert obj is None  # this rank does not time
+        return FormatTiming(1.0, 0.5)
+
+
+def test_every_rank_takes_rank_0s_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DDP's gradient buckets need one layout on every rank: a non-main rank does not time
+    and takes rank 0's choice."""
+    calls = _fake_timing(monkeypatch, False)
+    searcher = _budgeted_searcher(tmp_path)
+    builder = searcher.builder
+    net = builder.space.build_supernet()
+    builder.dist = _OtherRank()  # type: ignore[assignment]
+    perf, timing = builder._stage_performance(searcher.plan[0], net, builder._prepared_relax)
+    assert calls == [] and perf.channels_last and timing == FormatTiming(1.0, 0.5)
