@@ -72,8 +72,7 @@ def time_memory_formats(net: nn.Module, forward: Callable[[nn.Module, torch.Tens
     """
     params = list(net.parameters())
     grads = [p.grad for p in params]
-    for p in params:  # else the timed backward passes would accumulate into them
-        p.grad = None
+    net.zero_grad(set_to_none=True)  # else the timed backward passes would accumulate into them
     buffers = {name: b.clone() for name, b in net.named_buffers()}
     device = params[0].device if params else torch.device("cpu")
     seconds: dict[bool, float] = {}
@@ -91,8 +90,7 @@ def time_memory_formats(net: nn.Module, forward: Callable[[nn.Module, torch.Tens
                     torch.cuda.synchronize(device)
                 if i > 0:
                     times.append(clock() - start)
-                for p in params:
-                    p.grad = None
+                net.zero_grad(set_to_none=True)
             seconds[channels_last] = min(times)
     net.to(memory_format=torch.contiguous_format)
     with torch.no_grad():
